@@ -1,0 +1,270 @@
+"""The job contract, version 1: what a render job may say, validated once at the door.
+
+Everything after :func:`load_job` sees only a valid :class:`Job`. Unknown fields are errors,
+so a typo in a backend never renders a silently different video.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from enum import StrEnum
+from pathlib import Path
+from typing import Annotated, Any, Literal
+
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    ValidationError,
+    field_validator,
+    model_validator,
+)
+
+from gpu_worker.errors import InvalidJob
+
+_COLOR = re.compile(r"^#(?:[0-9A-Fa-f]{6}|[0-9A-Fa-f]{8})$")
+METADATA_MAX_BYTES = 4096
+
+Color = Annotated[str, Field(pattern=_COLOR.pattern, examples=["#FFFFFF", "#00000080"])]
+Seconds = Annotated[float, Field(ge=0, le=86_400)]
+
+
+def parse_color(value: str) -> tuple[int, int, int, int]:
+    """``#RRGGBB`` or ``#RRGGBBAA`` as an (r, g, b, a) tuple of 0..255."""
+    if not _COLOR.match(value):
+        raise ValueError(f"not a #RRGGBB or #RRGGBBAA colour: {value!r}")
+    digits = value[1:]
+    if len(digits) == 6:
+        digits += "FF"
+    r, g, b, a = (int(digits[i : i + 2], 16) for i in range(0, 8, 2))
+    return r, g, b, a
+
+
+class _Model(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class Quality(StrEnum):
+    DRAFT = "draft"
+    STANDARD = "standard"
+    HIGH = "high"
+
+
+class Fit(StrEnum):
+    COVER = "cover"
+    CONTAIN = "contain"
+    BLUR = "blur"
+
+
+class TransitionType(StrEnum):
+    CUT = "cut"
+    CROSSFADE = "crossfade"
+    FADE_BLACK = "fade_black"
+
+
+class Anchor(StrEnum):
+    TOP_LEFT = "top-left"
+    TOP = "top"
+    TOP_RIGHT = "top-right"
+    LEFT = "left"
+    CENTER = "center"
+    RIGHT = "right"
+    BOTTOM_LEFT = "bottom-left"
+    BOTTOM = "bottom"
+    BOTTOM_RIGHT = "bottom-right"
+
+    @property
+    def fractions(self) -> tuple[float, float]:
+        """Where the anchor sits inside the box, as (x, y) fractions of its size."""
+        fx = 0.0 if self.value.endswith("left") else 1.0 if self.value.endswith("right") else 0.5
+        fy = 0.0 if self.value.startswith("top") else 1.0 if self.value.startswith("bottom") else 0.5
+        return fx, fy
+
+
+class Align(StrEnum):
+    LEFT = "left"
+    CENTER = "center"
+    RIGHT = "right"
+
+
+class AnimationKind(StrEnum):
+    NONE = "none"
+    FADE = "fade"
+    SLIDE_UP = "slide_up"
+
+
+class Output(_Model):
+    uri: str = Field(min_length=1, description="s3://bucket/key.mp4, or a local path")
+    width: int = Field(1080, ge=16, le=3840, description="even, pixels")
+    height: int = Field(1920, ge=16, le=3840, description="even, pixels")
+    fps: int = Field(30, ge=1, le=60)
+    quality: Quality = Quality.STANDARD
+    poster: bool = Field(False, description="also write a JPEG poster beside the video")
+
+    @field_validator("width", "height")
+    @classmethod
+    def _even(cls, value: int) -> int:
+        if value % 2:
+            raise ValueError("must be even (H.264 4:2:0 needs even sizes)")
+        return value
+
+
+class Transition(_Model):
+    type: TransitionType = TransitionType.CUT
+    duration: float = Field(0.5, gt=0, le=10)
+
+
+class Clip(_Model):
+    uri: str = Field(min_length=1)
+    trim_start: Seconds = 0.0
+    duration: float | None = Field(None, gt=0, le=86_400, description="default: to the end")
+    fit: Fit = Fit.COVER
+    volume: float = Field(0.0, ge=0, le=4, description="source audio gain; 0 mutes")
+    transition: Transition = Field(default_factory=Transition, description="into this clip")
+
+
+class Stroke(_Model):
+    width: float = Field(gt=0, le=100)
+    color: Color = "#000000"
+
+
+class Shadow(_Model):
+    dx: float = Field(0, ge=-500, le=500)
+    dy: float = Field(4, ge=-500, le=500)
+    blur: float = Field(8, ge=0, le=200)
+    color: Color = "#000000AA"
+
+
+class Background(_Model):
+    color: Color = "#000000AA"
+    padding: float = Field(24, ge=0, le=1000)
+    radius: float = Field(0, ge=0, le=1000)
+
+
+class Animation(_Model):
+    in_: AnimationKind = Field(AnimationKind.NONE, alias="in")
+    out: AnimationKind = AnimationKind.NONE
+    duration: float = Field(0.5, gt=0, le=60)
+
+    model_config = ConfigDict(extra="forbid", frozen=True, populate_by_name=True)
+
+
+class Text(_Model):
+    text: str = Field(min_length=1, max_length=5000)
+    font: str | None = Field(None, min_length=1, description="family name from the catalog")
+    font_uri: str | None = Field(None, min_length=1, description="a TTF/OTF file to use instead")
+    weight: int = Field(400, ge=100, le=900)
+    italic: bool = False
+    size: float = Field(gt=0, le=2000, description="pixels")
+    color: Color = "#FFFFFF"
+    opacity: float = Field(1.0, ge=0, le=1)
+    x: float = Field(0.5, ge=0, le=1)
+    y: float = Field(0.5, ge=0, le=1)
+    anchor: Anchor = Anchor.CENTER
+    max_width: float = Field(0.9, gt=0, le=1)
+    align: Align = Align.CENTER
+    line_spacing: float = Field(1.15, gt=0, le=10)
+    letter_spacing: float = Field(0, ge=-100, le=1000)
+    stroke: Stroke | None = None
+    shadow: Shadow | None = None
+    background: Background | None = None
+    start: Seconds = 0.0
+    end: float | None = Field(None, gt=0, le=86_400, description="default: end of the video")
+    animation: Animation = Field(default_factory=Animation)
+
+    @model_validator(mode="after")
+    def _check(self) -> Text:
+        if self.font is None and self.font_uri is None:
+            raise ValueError("give a font (family name) or a font_uri")
+        if self.end is not None and self.end <= self.start:
+            raise ValueError(f"end ({self.end}) must be after start ({self.start})")
+        if not self.text.strip():
+            raise ValueError("text is blank")
+        return self
+
+
+class Audio(_Model):
+    uri: str = Field(min_length=1)
+    volume: float = Field(1.0, ge=0, le=4)
+    fade_in: Seconds = 0.0
+    fade_out: Seconds = 0.0
+    loop: bool = True
+
+
+class Job(_Model):
+    """A render job: clips in order, texts on the output timeline, an optional music track."""
+
+    version: Literal[1]
+    job_id: str = Field(pattern=r"^[A-Za-z0-9_.-]{1,128}$")
+    output: Output
+    clips: list[Clip] = Field(min_length=1)
+    texts: list[Text] = Field(default_factory=list)
+    audio: Audio | None = None
+    metadata: dict[str, Any] = Field(default_factory=dict, description="≤ 4 KiB, passed through")
+
+    @field_validator("metadata")
+    @classmethod
+    def _small(cls, value: dict[str, Any]) -> dict[str, Any]:
+        size = len(json.dumps(value, ensure_ascii=False).encode())
+        if size > METADATA_MAX_BYTES:
+            raise ValueError(f"is {size} bytes as JSON; at most {METADATA_MAX_BYTES}")
+        return value
+
+    @model_validator(mode="after")
+    def _first_clip_has_no_transition(self) -> Job:
+        first = self.clips[0].transition
+        if first.type is TransitionType.CROSSFADE:
+            raise ValueError("clips[0] cannot crossfade: there is no clip before it")
+        return self
+
+
+def json_path(loc: tuple[int | str, ...]) -> str:
+    """pydantic's ``loc`` as a JSON path: ``('texts', 0, 'size')`` → ``$.texts[0].size``."""
+    path = "$"
+    for part in loc:
+        path += f"[{part}]" if isinstance(part, int) else f".{part}"
+    return path
+
+
+def problems(error: ValidationError) -> list[str]:
+    """Every problem of a failed validation, one line each, with its JSON path."""
+    lines = []
+    for item in error.errors(include_url=False):
+        loc = tuple(p for p in item["loc"] if p not in ("function-after[_check()]",))
+        msg = item["msg"].removeprefix("Value error, ")
+        lines.append(f"{json_path(loc)}: {msg}")
+    return lines
+
+
+def parse_job(data: Any) -> Job:
+    """Validate already-decoded JSON; every problem goes into one InvalidJob message."""
+    try:
+        return Job.model_validate(data)
+    except ValidationError as exc:
+        found = problems(exc)
+        raise InvalidJob("; ".join(found)) from exc
+
+
+def decode_job_text(text: str | bytes) -> Any:
+    try:
+        return json.loads(text)
+    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
+        raise InvalidJob(f"the job is not valid JSON: {exc}") from exc
+
+
+def load_job(path: Path) -> Job:
+    """Read and validate a job file."""
+    try:
+        raw = path.read_bytes()
+    except FileNotFoundError as exc:
+        raise InvalidJob(f"no job file at {path}") from exc
+    return parse_job(decode_job_text(raw))
+
+
+def json_schema() -> dict[str, Any]:
+    """The JSON Schema of the contract, as committed in job.schema.json."""
+    schema = Job.model_json_schema(by_alias=True)
+    schema["$schema"] = "https://json-schema.org/draft/2020-12/schema"
+    schema["title"] = "gpu-worker render job, version 1"
+    return schema
