@@ -1,0 +1,5 @@
+"""``python -m gpu_worker`` runs the command line."""
+
+from gpu_worker.cli import main
+
+raise SystemExit(main())

@@ -1,0 +1,238 @@
+"""The ``gpu-worker`` command line: render, preview, validate, schema, fonts, doctor, serve.
+
+Logging is configured here and nowhere else. Errors print one line ``error <code>: <message>``
+and exit 2 for job errors, 1 for internal ones.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import sys
+import time
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+from gpu_worker.errors import GpuWorkerError, InvalidJob
+
+log = logging.getLogger("gpu_worker")
+
+EXIT_OK, EXIT_INTERNAL, EXIT_JOB = 0, 1, 2
+
+
+def _job_and_dir(path: str) -> tuple[Any, Path]:
+    from gpu_worker.job import load_job
+
+    job_path = Path(path)
+    return load_job(job_path), job_path.resolve().parent
+
+
+def _output_for(job: Any, base_dir: Path, override: str | None) -> Path:
+    if override:
+        return Path(override)
+    uri = job.output.uri
+    if uri.startswith("s3://") or "://" in uri:
+        raise InvalidJob(f"output.uri {uri} is not a local path: pass -o OUT.mp4")
+    path = Path(uri)
+    return path if path.is_absolute() else base_dir / path
+
+
+class _Progress:
+    """A progress bar (frames, fps, ETA) on a terminal, a log line every 10 % elsewhere."""
+
+    def __init__(self, quiet: bool) -> None:
+        self.quiet = quiet
+        self.bar: Any = None
+        self.last_decile = -1
+        self.started = time.perf_counter()
+
+    def __call__(self, done: int, total: int) -> None:
+        if self.quiet:
+            return
+        if sys.stderr.isatty():
+            if self.bar is None:
+                from tqdm import tqdm
+
+                self.bar = tqdm(total=total, unit="frame", desc="render", leave=False)
+            self.bar.update(done - self.bar.n)
+            return
+        decile = done * 10 // total
+        if decile != self.last_decile:
+            self.last_decile = decile
+            elapsed = time.perf_counter() - self.started
+            fps = done / elapsed if elapsed > 0 else 0.0
+            eta = (total - done) / fps if fps > 0 else 0.0
+            log.info("frames %d/%d  %.1f fps  ETA %.0f s", done, total, fps, eta)
+
+    def close(self) -> None:
+        if self.bar is not None:
+            self.bar.close()
+
+
+def cmd_render(args: argparse.Namespace) -> int:
+    from gpu_worker.render import render_job
+
+    job, base_dir = _job_and_dir(args.job)
+    output = _output_for(job, base_dir, args.output)
+    progress = _Progress(args.quiet)
+    started = time.perf_counter()
+    try:
+        result = render_job(job, base_dir=base_dir, output=output, progress=progress)
+    finally:
+        progress.close()
+    seconds = time.perf_counter() - started
+    print(f"{result.output}")
+    if not args.quiet:
+        print(
+            f"duration {result.duration:.2f} s, {result.frames} frames "
+            f"{result.width}x{result.height}@{result.fps}, encoder {result.encoder}, "
+            f"rendered in {seconds:.2f} s ({result.duration / seconds:.2f}x real time)"
+        )
+        if result.poster:
+            print(f"poster {result.poster}")
+    return EXIT_OK
+
+
+def cmd_preview(args: argparse.Namespace) -> int:
+    from gpu_worker.render import preview_frame
+
+    job, base_dir = _job_and_dir(args.job)
+    image = preview_frame(job, args.at, base_dir=base_dir)
+    out = Path(args.output)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    image.save(out)
+    print(out)
+    return EXIT_OK
+
+
+def cmd_validate(args: argparse.Namespace) -> int:
+    from pydantic import ValidationError
+
+    from gpu_worker import fonts
+    from gpu_worker.job import Job, decode_job_text, problems
+
+    try:
+        data = decode_job_text(Path(args.job).read_bytes())
+    except FileNotFoundError:
+        raise InvalidJob(f"no job file at {args.job}") from None
+    try:
+        job = Job.model_validate(data)
+    except ValidationError as exc:
+        for line in problems(exc):
+            print(line)
+        return EXIT_JOB
+    found = []
+    for i, text in enumerate(job.texts):
+        if text.font_uri is None and text.font is not None:
+            try:
+                path = fonts.resolve(text.font, text.weight, text.italic).path
+            except GpuWorkerError as exc:
+                found.append(f"$.texts[{i}].font: {exc.code}: {exc}")
+                continue
+            missing = fonts.missing_glyphs(path, text.text)
+            if missing:
+                found.append(f"$.texts[{i}].text: glyph_missing: {path.stem} cannot draw "
+                             + " ".join(repr(c) for c in missing))
+    for line in found:
+        print(line)
+    if found:
+        return EXIT_JOB
+    print(f"{args.job}: valid")
+    return EXIT_OK
+
+
+def cmd_schema(args: argparse.Namespace) -> int:
+    from gpu_worker.job import json_schema
+
+    print(json.dumps(json_schema(), indent=2, ensure_ascii=False))
+    return EXIT_OK
+
+
+def cmd_fonts(args: argparse.Namespace) -> int:
+    from gpu_worker import fonts
+
+    faces = fonts.catalog()
+    for face in faces:
+        style = "italic" if face.italic else "normal"
+        print(f"{face.family:<20} {face.weight:>3} {style:<6} {face.path.name}")
+    print(f"{len(faces)} faces in {len(fonts.families())} families ({fonts.fonts_dir()})")
+    return EXIT_OK
+
+
+def cmd_doctor(args: argparse.Namespace) -> int:
+    from gpu_worker.doctor import run_doctor
+
+    return run_doctor(quick=args.quick)
+
+
+def cmd_serve(args: argparse.Namespace) -> int:
+    from gpu_worker.serve import run_from_env
+
+    return run_from_env()
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="gpu-worker", description="Render video jobs: JSON in, H.264/AAC MP4 out."
+    )
+    parser.add_argument("-v", "--verbose", action="store_true", help="debug logging")
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    p = sub.add_parser("render", help="render a job file to an MP4")
+    p.add_argument("job", help="job JSON file")
+    p.add_argument("-o", "--output", help="output MP4 (default: the job's output.uri)")
+    p.add_argument("--quiet", action="store_true", help="print only the output path")
+    p.set_defaults(func=cmd_render)
+
+    p = sub.add_parser("preview", help="render the single frame shown at a time, as PNG")
+    p.add_argument("job")
+    p.add_argument("--at", type=float, required=True, help="seconds into the video")
+    p.add_argument("-o", "--output", required=True, help="PNG file to write")
+    p.set_defaults(func=cmd_preview)
+
+    p = sub.add_parser("validate", help="check a job file; list every problem (exit 2)")
+    p.add_argument("job")
+    p.set_defaults(func=cmd_validate)
+
+    p = sub.add_parser("schema", help="print the job contract's JSON Schema")
+    p.set_defaults(func=cmd_schema)
+
+    p = sub.add_parser("fonts", help="list the bundled font catalog")
+    p.set_defaults(func=cmd_fonts)
+
+    p = sub.add_parser("doctor", help="versions, encoders, NVENC probe, fonts")
+    p.add_argument("--quick", action="store_true", help="fast health check (exit 0 = healthy)")
+    p.set_defaults(func=cmd_doctor)
+
+    p = sub.add_parser("serve", help="take jobs from SQS (configured by environment)")
+    p.set_defaults(func=cmd_serve)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    logging.basicConfig(
+        level=logging.DEBUG if args.verbose else logging.INFO,
+        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
+        stream=sys.stderr,
+    )
+    try:
+        code: int = args.func(args)
+        return code
+    except GpuWorkerError as exc:
+        print(exc.one_line(), file=sys.stderr)
+        return EXIT_JOB if exc.permanent else EXIT_INTERNAL
+    except KeyboardInterrupt:
+        print("error interrupted: stopped by the user", file=sys.stderr)
+        return 130
+    except Exception as exc:  # noqa: BLE001 - the last line of defence prints one line
+        log.debug("internal error", exc_info=True)
+        message = " ".join(str(exc).split()) or type(exc).__name__
+        print(f"error internal: {type(exc).__name__}: {message}", file=sys.stderr)
+        return EXIT_INTERNAL
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

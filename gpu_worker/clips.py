@@ -1,0 +1,256 @@
+"""Reading a clip: decode, turn upright, fit to the output size in one filter pass, and pick
+the frame to show at each output time by timestamp (variable frame rates, 60 fps sources and
+stills all land on the right frame).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from dataclasses import dataclass
+from typing import Any
+
+import av
+import av.filter
+
+from gpu_worker.errors import InvalidJob
+from gpu_worker.job import Clip, Fit
+from gpu_worker.limits import Limits
+from gpu_worker.media import MediaInfo, av_error, open_input
+from gpu_worker.stages import Stopwatch
+
+_EPS = 1e-4  # seconds: frames this close to a target time count as on it
+_COLOR = "out_color_matrix=bt709:out_range=tv"
+
+
+def clip_length(clip: Clip, info: MediaInfo, index: int) -> float:
+    """Seconds of the clip on the timeline: its ``duration``, or the rest of the source."""
+    label = f"clips[{index}]"
+    if info.video is None:
+        raise InvalidJob(f"{label}: {info.label} has no video stream")
+    if info.video.still:
+        if clip.duration is None:
+            raise InvalidJob(f"{label}: {info.label} is a still image: give it a duration")
+        return clip.duration
+    if info.duration is None:
+        if clip.duration is None:
+            raise InvalidJob(f"{label}: the length of {info.label} is unknown: give a duration")
+        return clip.duration
+    rest = info.duration - clip.trim_start
+    if rest <= 1e-3:
+        raise InvalidJob(
+            f"{label}: trim_start {clip.trim_start:g} s is past the end of {info.label} "
+            f"({info.duration:.3f} s)"
+        )
+    if clip.duration is None:
+        return rest
+    return clip.duration
+
+
+def filter_chain(rotation: int, fit: Fit, width: int, height: int) -> list[tuple[str, str]]:
+    """The filters (name, args) that turn a decoded picture into an upright output frame."""
+    chain: list[tuple[str, str]] = []
+    if rotation == 90:
+        chain.append(("transpose", "cclock"))
+    elif rotation == 270:
+        chain.append(("transpose", "clock"))
+    elif rotation == 180:
+        chain += [("hflip", ""), ("vflip", "")]
+    size = f"w={width}:h={height}"
+    if fit is Fit.COVER:
+        chain += [
+            ("scale", f"{size}:force_original_aspect_ratio=increase:flags=bicubic:{_COLOR}"),
+            ("crop", f"{width}:{height}"),
+        ]
+    else:  # CONTAIN; BLUR builds its own graph around this
+        chain += [
+            (
+                "scale",
+                f"{size}:force_original_aspect_ratio=decrease:force_divisible_by=2"
+                f":flags=bicubic:{_COLOR}",
+            ),
+            ("pad", f"{width}:{height}:(ow-iw)/2:(oh-ih)/2:color=black"),
+        ]
+    chain += [("format", "yuv420p"), ("setsar", "1")]
+    return chain
+
+
+class _Fitter:
+    """A libavfilter graph doing rotation, scaling, cropping/padding (and blur) in one pass."""
+
+    def __init__(self, stream: Any, rotation: int, fit: Fit, width: int, height: int) -> None:
+        graph = av.filter.Graph()
+        src = graph.add_buffer(template=stream)
+        sink = graph.add("buffersink")
+        if fit is Fit.BLUR:
+            pre = [f for f in filter_chain(rotation, Fit.COVER, width, height)]
+            turn = [f for f in pre if f[0] in ("transpose", "hflip", "vflip")]
+            last = src
+            for name, args in turn:
+                node = graph.add(name, args)
+                last.link_to(node)
+                last = node
+            split = graph.add("split", "2")
+            last.link_to(split)
+            # Background: cover, then a cheap strong blur at 1/8 size, scaled back up.
+            small_w, small_h = max(2, width // 8 // 2 * 2), max(2, height // 8 // 2 * 2)
+            back = [
+                ("scale", f"w={small_w}:h={small_h}:force_original_aspect_ratio=increase:{_COLOR}"),
+                ("crop", f"{small_w}:{small_h}"),
+                ("format", "yuv420p"),
+                ("gblur", "sigma=6:steps=2"),
+                ("scale", f"w={width}:h={height}:flags=bilinear"),
+                ("setsar", "1"),
+            ]
+            front = [
+                (
+                    "scale",
+                    f"w={width}:h={height}:force_original_aspect_ratio=decrease"
+                    f":force_divisible_by=2:flags=bicubic:{_COLOR}",
+                ),
+                ("format", "yuv420p"),
+                ("setsar", "1"),
+            ]
+            ends = []
+            for output, chain in enumerate((back, front)):
+                last = split
+                for i, (name, args) in enumerate(chain):
+                    node = graph.add(name, args) if args else graph.add(name)
+                    if i == 0:
+                        last.link_to(node, output, 0)
+                    else:
+                        last.link_to(node)
+                    last = node
+                ends.append(last)
+            overlay = graph.add("overlay", "x=(W-w)/2:y=(H-h)/2:format=yuv420")
+            ends[0].link_to(overlay, 0, 0)
+            ends[1].link_to(overlay, 0, 1)
+            fmt = graph.add("format", "yuv420p")
+            overlay.link_to(fmt)
+            fmt.link_to(sink)
+        else:
+            last = src
+            for name, args in filter_chain(rotation, fit, width, height):
+                node = graph.add(name, args) if args else graph.add(name)
+                last.link_to(node)
+                last = node
+            last.link_to(sink)
+        graph.configure()
+        self.graph = graph
+
+    def __call__(self, frame: av.VideoFrame) -> av.VideoFrame:
+        self.graph.push(frame)
+        out = self.graph.pull()
+        assert isinstance(out, av.VideoFrame)
+        return out
+
+
+@dataclass
+class ClipTimes:
+    """Accumulated seconds of one clip's frame-by-frame work."""
+
+    decode: Stopwatch
+    scale: Stopwatch
+
+
+class ClipReader:
+    """Frames of one clip, fitted to the output, at the local times asked for."""
+
+    def __init__(
+        self,
+        clip: Clip,
+        info: MediaInfo,
+        width: int,
+        height: int,
+        limits: Limits,
+        threads: int = 0,
+        start_at: float = 0.0,
+    ) -> None:
+        assert info.video is not None
+        self.clip = clip
+        self.info = info
+        self.start_at = start_at
+        self.label = info.label
+        self.container = open_input(info.path, info.label, limits)
+        self.stream = self.container.streams.video[0]
+        self.stream.thread_type = "AUTO"
+        self.stream.codec_context.thread_count = threads
+        self.fitter = _Fitter(self.stream, info.video.rotation, clip.fit, width, height)
+        self.times = ClipTimes(Stopwatch(), Stopwatch())
+        self._origin = self._stream_origin()
+        self._decoded = self._decode()
+        self._current: av.VideoFrame | None = None
+        self._current_fitted: av.VideoFrame | None = None
+        self._next: av.VideoFrame | None = None
+        self._exhausted = False
+
+    def _stream_origin(self) -> float:
+        start = self.stream.start_time
+        if start is None or self.stream.time_base is None:
+            return 0.0
+        return float(start * self.stream.time_base)
+
+    def _decode(self) -> Iterator[av.VideoFrame]:
+        seek = self.clip.trim_start + self.start_at
+        target = seek + self._origin
+        if seek > 0 and not (self.info.video and self.info.video.still):
+            tb = self.stream.time_base
+            assert tb is not None
+            try:
+                self.container.seek(int(target / tb), stream=self.stream, backward=True)
+            except av.error.FFmpegError:
+                self.container.seek(0)
+        demux = self.container.demux(self.stream)
+        while True:
+            with self.times.decode:
+                try:
+                    packet = next(demux)
+                    frames = packet.decode()
+                except StopIteration:
+                    return
+                except av.error.EOFError:
+                    return
+                except av.error.FFmpegError as exc:
+                    raise av_error(self.label, exc) from exc
+            for frame in frames:
+                assert isinstance(frame, av.VideoFrame)
+                yield frame
+
+    def _pull(self) -> av.VideoFrame | None:
+        if self._exhausted:
+            return None
+        frame = next(self._decoded, None)
+        if frame is None:
+            self._exhausted = True
+        return frame
+
+    @staticmethod
+    def _time(frame: av.VideoFrame) -> float:
+        return float(frame.time) if frame.time is not None else 0.0
+
+    def frame_at(self, local_time: float) -> av.VideoFrame:
+        """The fitted frame a viewer sees ``local_time`` seconds into the clip.
+
+        Times must not decrease between calls. The shown frame is the last one whose
+        timestamp is not after the target; before the first frame, the first frame; after
+        the last one, the last one (held).
+        """
+        target = self.clip.trim_start + self._origin + local_time + _EPS
+        if self._current is None:
+            self._current = self._pull()
+            if self._current is None:
+                raise av_error(self.label, ValueError("no decodable video frame"))
+            self._next = self._pull()
+        while self._next is not None and self._time(self._next) <= target:
+            self._current, self._current_fitted = self._next, None
+            self._next = self._pull()
+        assert self._current is not None
+        if self._current_fitted is None:
+            with self.times.scale:
+                try:
+                    self._current_fitted = self.fitter(self._current)
+                except av.error.FFmpegError as exc:
+                    raise av_error(self.label, exc) from exc
+        return self._current_fitted
+
+    def close(self) -> None:
+        self.container.close()

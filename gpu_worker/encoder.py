@@ -1,0 +1,101 @@
+"""The H.264 encoder: chosen once per process by probing, with quality presets per encoder.
+
+``h264_nvenc`` is used when an NVENC session really opens, else ``libx264``;
+``GPU_WORKER_ENCODER=auto|nvenc|x264`` overrides (forcing nvenc where it cannot open fails
+with ``encoder_unavailable``).
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+from dataclasses import dataclass
+from fractions import Fraction
+from functools import cache
+
+import av
+import numpy as np
+
+from gpu_worker.errors import EncoderUnavailable, InternalError
+from gpu_worker.job import Quality
+
+log = logging.getLogger(__name__)
+
+ENCODER_ENV = "GPU_WORKER_ENCODER"
+NVENC = "h264_nvenc"
+X264 = "libx264"
+
+# quality -> encoder options. x264 "standard" is veryfast/crf 23 (the reference for
+# benchmarks); NVENC uses its P1..P7 presets with constant-quality VBR.
+PRESETS: dict[str, dict[Quality, dict[str, str]]] = {
+    X264: {
+        Quality.DRAFT: {"preset": "ultrafast", "crf": "28"},
+        Quality.STANDARD: {"preset": "veryfast", "crf": "23"},
+        Quality.HIGH: {"preset": "medium", "crf": "19"},
+    },
+    NVENC: {
+        Quality.DRAFT: {"preset": "p1", "rc": "vbr", "cq": "28", "tune": "ll"},
+        Quality.STANDARD: {"preset": "p4", "rc": "vbr", "cq": "23", "tune": "hq"},
+        Quality.HIGH: {"preset": "p6", "rc": "vbr", "cq": "19", "tune": "hq"},
+    },
+}
+
+
+@dataclass(frozen=True)
+class EncoderChoice:
+    name: str  # h264_nvenc or libx264
+    reason: str  # why it was chosen, for logs and `gpu-worker doctor`
+
+    @property
+    def kind(self) -> str:
+        """``gpu`` when the video is encoded on the GPU, else ``cpu``."""
+        return "gpu" if self.name == NVENC else "cpu"
+
+
+def nvenc_probe() -> tuple[bool, str]:
+    """Try to open an NVENC session and encode one frame; (works, why not)."""
+    if NVENC not in av.codecs_available:
+        return False, "this FFmpeg build has no h264_nvenc"
+    try:
+        ctx = av.CodecContext.create(NVENC, "w")
+        ctx.width, ctx.height = 256, 256
+        ctx.pix_fmt = "yuv420p"
+        ctx.time_base = Fraction(1, 30)
+        ctx.framerate = Fraction(30)
+        ctx.open()
+        frame = av.VideoFrame.from_ndarray(np.zeros((384, 256), np.uint8), format="yuv420p")
+        frame.pts = 0
+        ctx.encode(frame)
+        ctx.encode(None)
+    except (av.error.FFmpegError, OSError, ValueError) as exc:
+        return False, f"no NVENC session opens here ({exc})"
+    return True, "an NVENC session opened"
+
+
+@cache
+def choose_encoder(setting: str | None = None) -> EncoderChoice:
+    """Pick the encoder for this process (cached: the probe runs once)."""
+    wanted = (setting if setting is not None else os.environ.get(ENCODER_ENV, "auto")).lower()
+    if wanted not in ("auto", "nvenc", "x264"):
+        raise InternalError(f"{ENCODER_ENV} must be auto, nvenc or x264, not {wanted!r}")
+    if wanted == "x264":
+        return EncoderChoice(X264, f"{ENCODER_ENV}=x264")
+    ok, why = nvenc_probe()
+    if ok:
+        return EncoderChoice(NVENC, why)
+    if wanted == "nvenc":
+        raise EncoderUnavailable(f"{ENCODER_ENV}=nvenc but {why}")
+    if X264 not in av.codecs_available:
+        raise InternalError("neither h264_nvenc nor libx264 is available in this FFmpeg build")
+    log.info("encoder: libx264 (%s)", why)
+    return EncoderChoice(X264, why)
+
+
+def encoder_options(name: str, quality: Quality, fps: int) -> dict[str, str]:
+    """Options for ``name`` at ``quality``: H.264 High, a keyframe every two seconds."""
+    options = dict(PRESETS[name][quality])
+    options["profile"] = "high"
+    options["g"] = str(max(1, 2 * fps))
+    if name == X264:
+        options["x264-params"] = "keyint=%d:min-keyint=%d" % (2 * fps, fps)
+    return options

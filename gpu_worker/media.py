@@ -1,0 +1,202 @@
+"""Opening input media safely and probing what it holds.
+
+Only real media containers are opened, only from local files, and only through demuxers on
+an allow-list: a playlist (HLS), a concat script or an image sequence pattern posing as a video
+is refused before FFmpeg could follow it. PyAV's errors are mapped to our codes here, in one place.
+"""
+
+from __future__ import annotations
+
+import errno
+from dataclasses import dataclass
+from fractions import Fraction
+from pathlib import Path
+from typing import Any
+
+import av
+import av.container
+
+from gpu_worker.errors import (
+    GpuWorkerError,
+    InputNotFound,
+    InputUnreadable,
+    LimitExceeded,
+    UnsupportedInput,
+)
+from gpu_worker.limits import Limits
+
+# Demuxers a clip or a music track may be read with. Everything else (hls, concat, image2
+# with its file-name patterns, network protocols, subtitles, raw data) is refused.
+ALLOWED_DEMUXERS = (
+    "mov,mp4,m4a,3gp,3g2,mj2",
+    "matroska,webm",
+    "avi",
+    "mpegts",
+    "mp3",
+    "wav",
+    "ogg",
+    "flac",
+    "aac",
+    "png_pipe",
+    "jpeg_pipe",
+    "webp_pipe",
+)
+OPEN_OPTIONS = {
+    "format_whitelist": ",".join(ALLOWED_DEMUXERS),
+    "protocol_whitelist": "file",
+    "enable_drefs": "0",
+}
+STILL_DEMUXERS = {"png_pipe", "jpeg_pipe", "webp_pipe"}
+_TEXT_MAGIC = (b"#EXTM3U", b"ffconcat", b"file ", b"<?xml", b"[playlist]")
+
+
+@dataclass(frozen=True)
+class VideoInfo:
+    width: int  # as stored, before rotation
+    height: int
+    rotation: int  # degrees to turn the picture counter-clockwise to show it upright: 0/90/180/270
+    codec: str
+    pix_fmt: str | None
+    rate: Fraction | None
+    still: bool
+
+    @property
+    def display_size(self) -> tuple[int, int]:
+        """Width and height as a viewer sees the picture, rotation applied."""
+        if self.rotation in (90, 270):
+            return self.height, self.width
+        return self.width, self.height
+
+
+@dataclass(frozen=True)
+class AudioInfo:
+    codec: str
+    sample_rate: int
+    channels: int
+
+
+@dataclass(frozen=True)
+class MediaInfo:
+    path: Path
+    label: str  # the input as the job named it, for messages
+    format_name: str
+    duration: float | None
+    size_bytes: int
+    video: VideoInfo | None
+    audio: AudioInfo | None
+
+
+def _check_file(path: Path, label: str, limits: Limits) -> int:
+    try:
+        stat = path.stat()
+    except FileNotFoundError as exc:
+        raise InputNotFound(f"{label}: no such file") from exc
+    except OSError as exc:
+        raise InputUnreadable(f"{label}: cannot be read ({exc.strerror})") from exc
+    if not path.is_file():
+        raise UnsupportedInput(f"{label}: not a regular file")
+    if stat.st_size == 0:
+        raise InputUnreadable(f"{label}: the file is empty (0 bytes)")
+    if stat.st_size > limits.max_input_bytes:
+        raise LimitExceeded(
+            f"{label}: {stat.st_size} bytes is over the limit of {limits.max_input_bytes} bytes"
+        )
+    with path.open("rb") as handle:
+        head = handle.read(64).lstrip()
+    if head.startswith(_TEXT_MAGIC):
+        raise UnsupportedInput(f"{label}: a playlist or script, not a media file")
+    return stat.st_size
+
+
+def open_input(path: Path, label: str, limits: Limits | None = None) -> av.container.InputContainer:
+    """Open a local media file through the demuxer allow-list; errors carry our codes."""
+    limits = limits or Limits()
+    _check_file(path, label, limits)
+    try:
+        return av.open(str(path.resolve()), mode="r", options=dict(OPEN_OPTIONS))
+    except av.error.InvalidDataError as exc:
+        raise InputUnreadable(f"{label}: not a media file or corrupt ({exc.strerror})") from exc
+    except (av.error.ValueError, av.error.PermissionError) as exc:
+        raise UnsupportedInput(f"{label}: not a container the worker accepts") from exc
+    except av.error.FileNotFoundError as exc:
+        raise InputNotFound(f"{label}: no such file") from exc
+    except av.error.FFmpegError as exc:
+        raise InputUnreadable(f"{label}: cannot be opened ({exc.strerror})") from exc
+
+
+def av_error(label: str, exc: Exception) -> GpuWorkerError:
+    """Map an error met while decoding an already opened input to one of our codes."""
+    if isinstance(exc, GpuWorkerError):
+        return exc
+    if isinstance(exc, av.error.FFmpegError):
+        reason = exc.strerror or type(exc).__name__
+        if getattr(exc, "errno", None) in (errno.ENOSYS,) or "decoder" in reason.lower():
+            return UnsupportedInput(f"{label}: {reason}")
+        return InputUnreadable(f"{label}: corrupt or truncated ({reason})")
+    return InputUnreadable(f"{label}: {exc}")
+
+
+def _duration(container: av.container.InputContainer, stream: Any | None) -> float | None:
+    if stream is not None and stream.duration is not None and stream.time_base is not None:
+        return float(stream.duration * stream.time_base)
+    if container.duration is not None:
+        return container.duration / av.time_base
+    return None
+
+
+def probe(path: Path, label: str, limits: Limits | None = None) -> MediaInfo:
+    """What an input holds: format, duration, video and audio streams, upright size."""
+    limits = limits or Limits()
+    size = _check_file(path, label, limits)
+    with open_input(path, label, limits) as container:
+        format_name = container.format.name
+        vstream = container.streams.video[0] if container.streams.video else None
+        astream = container.streams.audio[0] if container.streams.audio else None
+        video = None
+        if vstream is not None:
+            ctx = vstream.codec_context
+            width, height = ctx.width, ctx.height
+            if width <= 0 or height <= 0:
+                raise InputUnreadable(f"{label}: the video stream declares no picture size")
+            if max(width, height) > limits.max_input_side:
+                raise LimitExceeded(
+                    f"{label}: {width}x{height} is over the limit of "
+                    f"{limits.max_input_side}x{limits.max_input_side} pixels"
+                )
+            rotation = _first_frame_rotation(container, vstream, label)
+            video = VideoInfo(
+                width=width,
+                height=height,
+                rotation=rotation,
+                codec=ctx.name,
+                pix_fmt=ctx.format.name if ctx.format is not None else None,
+                rate=vstream.average_rate or vstream.guessed_rate,
+                still=format_name in STILL_DEMUXERS,
+            )
+        audio = None
+        if astream is not None and astream.codec_context.sample_rate:
+            actx = astream.codec_context
+            audio = AudioInfo(actx.name, actx.sample_rate, actx.channels or 2)
+        if video is None and audio is None:
+            raise UnsupportedInput(f"{label}: holds neither video nor audio")
+        duration = _duration(container, vstream if vstream is not None else astream)
+    return MediaInfo(path, label, format_name, duration, size, video, audio)
+
+
+def _first_frame_rotation(
+    container: av.container.InputContainer, stream: Any, label: str
+) -> int:
+    """Decode the first frame: proves the stream decodes and reads its display matrix."""
+    try:
+        for frame in container.decode(stream):
+            return normalise_rotation(frame.rotation)
+    except av.error.FFmpegError as exc:
+        raise av_error(label, exc) from exc
+    raise InputUnreadable(f"{label}: the video stream has no decodable frame")
+
+
+def normalise_rotation(degrees: float | None) -> int:
+    """A display matrix angle as one of 0, 90, 180, 270 (counter-clockwise)."""
+    if not degrees:
+        return 0
+    return int(round(degrees / 90.0)) * 90 % 360

@@ -1,0 +1,444 @@
+"""A job in, a finished MP4 out: probing inputs, laying out the timeline, drawing texts once,
+then decode → composite → encode frame by frame, with the soundtrack muxed alongside.
+
+The output is written under a temporary name and moved into place only when complete, so a
+failed render never leaves a file that looks finished. Nothing here knows about AWS: inputs
+arrive as local paths (the queue worker downloads ``s3://`` inputs and passes them in).
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+import os
+import uuid
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from fractions import Fraction
+from pathlib import Path
+
+import av
+import numpy as np
+from PIL import Image
+
+from gpu_worker import audio as soundtrack
+from gpu_worker import fonts
+from gpu_worker.clips import ClipReader, clip_length
+from gpu_worker.composite import YuvSprite, blend_sprite, darken, mix, to_yuv_sprite
+from gpu_worker.encoder import EncoderChoice, choose_encoder, encoder_options
+from gpu_worker.errors import (
+    GpuWorkerError,
+    InputForbidden,
+    InternalError,
+    InvalidJob,
+    LimitExceeded,
+    UnsupportedInput,
+)
+from gpu_worker.job import Job, TransitionType
+from gpu_worker.limits import Limits
+from gpu_worker.media import MediaInfo, probe
+from gpu_worker.stages import StageClock, Stopwatch
+from gpu_worker.text import render_text
+from gpu_worker.timeline import (
+    Placement,
+    frame_count,
+    layers_at,
+    place_clips,
+    text_state,
+    total_duration,
+)
+
+log = logging.getLogger(__name__)
+
+Progress = Callable[[int, int], None]
+AUDIO_BITRATE = 192_000
+
+
+@dataclass(frozen=True)
+class RenderResult:
+    """What a finished render produced, with the seconds spent per stage."""
+
+    output: Path
+    poster: Path | None
+    duration: float
+    width: int
+    height: int
+    fps: int
+    frames: int
+    encoder: str
+    size_bytes: int
+    input_bytes: int
+    timings: dict[str, float] = field(default_factory=dict)
+
+
+class Inputs:
+    """Turns a job's URIs into local files: already fetched ones (``s3://`` by the queue
+    worker), absolute paths, or paths relative to the job file's folder."""
+
+    def __init__(self, base_dir: Path, fetched: Mapping[str, Path] | None = None) -> None:
+        self.base_dir = base_dir
+        self.fetched = dict(fetched or {})
+
+    def path(self, uri: str, label: str) -> Path:
+        if uri in self.fetched:
+            return self.fetched[uri]
+        if uri.startswith("s3://"):
+            raise UnsupportedInput(
+                f"{label}: {uri} is in S3; `gpu-worker serve` fetches S3 inputs, "
+                "`gpu-worker render` reads local files only"
+            )
+        if "://" in uri:
+            raise InputForbidden(f"{label}: {uri}: only s3:// URIs and local paths are read")
+        path = Path(uri)
+        return path if path.is_absolute() else self.base_dir / path
+
+
+@dataclass
+class _Text:
+    index: int
+    sprite: YuvSprite
+    start: float
+    end: float
+
+
+@dataclass
+class Composition:
+    """A job made ready to render: inputs probed, clips placed, texts drawn."""
+
+    job: Job
+    clips: list[MediaInfo]
+    placements: list[Placement]
+    texts: list[_Text]
+    duration: float
+    frames: int
+    music: MediaInfo | None
+    limits: Limits
+    input_bytes: int
+
+    @property
+    def width(self) -> int:
+        return self.job.output.width
+
+    @property
+    def height(self) -> int:
+        return self.job.output.height
+
+    @property
+    def fps(self) -> int:
+        return self.job.output.fps
+
+    def time_of(self, n: int) -> float:
+        return n / self.fps
+
+    def open_reader(self, index: int, start_at: float = 0.0) -> ClipReader:
+        return ClipReader(
+            self.job.clips[index],
+            self.clips[index],
+            self.width,
+            self.height,
+            self.limits,
+            start_at=start_at,
+        )
+
+    def compose(
+        self, n: int, readers: Mapping[int, ClipReader], times: Stopwatch | None = None
+    ) -> av.VideoFrame:
+        """Output frame ``n``: its clip layers mixed, then each visible text blended."""
+        t = self.time_of(n)
+        layers = layers_at(self.placements, t)
+        fitted = [(layer, readers[layer.index].frame_at(layer.local_time)) for layer in layers]
+        watch = times or Stopwatch()
+        with watch:
+            arr: np.ndarray | None = None
+            for layer, frame in fitted:
+                pixels = frame.to_ndarray()
+                if arr is None or layer.weight >= 1.0:
+                    arr = pixels
+                elif layer.weight > 0.0:
+                    arr = mix(arr, pixels, layer.weight)
+            assert arr is not None
+            brightness = min(layer.brightness for layer in layers)
+            h, w = self.height, self.width
+            if brightness < 1.0:
+                arr[:h] = darken(arr[:h], brightness, 16)
+                arr[h:] = darken(arr[h:], brightness, 128)
+            planes = (
+                arr[:h],
+                arr[h : h + h // 4].reshape(h // 2, w // 2),
+                arr[h + h // 4 :].reshape(h // 2, w // 2),
+            )
+            for text in self.texts:
+                spec = self.job.texts[text.index]
+                state = text_state(t, text.start, text.end, spec.animation, spec.opacity, h)
+                if state.alpha > 0:
+                    blend_sprite(planes, text.sprite, state.alpha, state.dy)
+            out = av.VideoFrame.from_ndarray(arr, format="yuv420p")
+        out.pts = n
+        out.time_base = Fraction(1, self.fps)
+        return out
+
+    def poster_frame(self) -> int:
+        """The earliest frame showing the most text, fully; without texts, a third in."""
+        if not self.texts:
+            return min(self.frames - 1, self.frames // 3)
+        best, best_score = 0, -1.0
+        for n in range(self.frames):
+            t = self.time_of(n)
+            score = 0.0
+            for text in self.texts:
+                spec = self.job.texts[text.index]
+                score += text_state(t, text.start, text.end, spec.animation, 1.0, 0).alpha
+            if score > best_score + 1e-6:
+                best, best_score = n, score
+        return best
+
+
+def prepare(
+    job: Job, inputs: Inputs, limits: Limits | None = None, clock: StageClock | None = None
+) -> Composition:
+    """Probe every input, lay out the timeline and draw the texts (once per job)."""
+    limits = limits or Limits()
+    clock = clock or StageClock()
+    if len(job.clips) > limits.max_clips:
+        raise LimitExceeded(f"{len(job.clips)} clips; the limit is {limits.max_clips}")
+    if len(job.texts) > limits.max_texts:
+        raise LimitExceeded(f"{len(job.texts)} texts; the limit is {limits.max_texts}")
+    infos: list[MediaInfo] = []
+    music: MediaInfo | None = None
+    with clock.stage("probe") as attrs:
+        for i, clip in enumerate(job.clips):
+            infos.append(probe(inputs.path(clip.uri, f"clips[{i}]"), clip.uri, limits))
+        if job.audio is not None:
+            music = probe(inputs.path(job.audio.uri, "audio"), job.audio.uri, limits)
+            if music.audio is None:
+                raise InvalidJob(f"audio: {job.audio.uri} has no audio stream")
+        attrs["inputs"] = len(infos) + (music is not None)
+    lengths = [clip_length(clip, info, i) for i, (clip, info) in enumerate(zip(job.clips, infos))]
+    transitions = [(c.transition.type, c.transition.duration) for c in job.clips]
+    for i in range(1, len(job.clips)):
+        kind, d = transitions[i]
+        need = d if kind is TransitionType.CROSSFADE else d / 2
+        if kind is not TransitionType.CUT and (need > lengths[i] or need > lengths[i - 1]):
+            raise InvalidJob(
+                f"clips[{i}].transition: a {d:g} s {kind.value} needs {need:g} s of both clips "
+                f"(they last {lengths[i - 1]:.3g} s and {lengths[i]:.3g} s)"
+            )
+    placements = place_clips(lengths, transitions)
+    duration = total_duration(placements)
+    if duration > limits.max_output_seconds:
+        raise LimitExceeded(
+            f"the video would last {duration:.1f} s; the limit is {limits.max_output_seconds:g} s"
+        )
+    frames = frame_count(duration, job.output.fps)
+    duration_out = frames / job.output.fps
+    texts: list[_Text] = []
+    with clock.stage("render_text") as attrs:
+        for i, spec in enumerate(job.texts):
+            if spec.start >= duration_out:
+                raise InvalidJob(
+                    f"texts[{i}]: starts at {spec.start:g} s, after the video ends "
+                    f"({duration_out:.3f} s)"
+                )
+            font_file = None
+            if spec.font_uri is not None:
+                font_file = fonts.load_font_file(inputs.path(spec.font_uri, f"texts[{i}].font_uri")).path
+            sprite = render_text(spec, i, job.output.width, job.output.height, font_file)
+            yuv = to_yuv_sprite(sprite.image, sprite.x, sprite.y)
+            end = min(spec.end, duration_out) if spec.end is not None else duration_out
+            texts.append(_Text(i, yuv, spec.start, end))
+        attrs["texts"] = len(texts)
+    input_bytes = sum(i.size_bytes for i in infos) + (music.size_bytes if music else 0)
+    return Composition(job, infos, placements, texts, duration_out, frames, music, limits,
+                       input_bytes)
+
+
+def _soundtrack(comp: Composition, inputs: Inputs) -> np.ndarray:
+    job = comp.job
+    n = round(comp.duration * soundtrack.RATE)
+    bed = np.zeros((soundtrack.CHANNELS, n), np.float32)
+    for placement, clip, info in zip(comp.placements, job.clips, comp.clips, strict=True):
+        if clip.volume <= 0 or info.audio is None:
+            continue
+        samples = soundtrack.decode_audio(
+            info.path, clip.uri, clip.trim_start, placement.length, comp.limits
+        )
+        soundtrack.mix_into(bed, soundtrack.clip_track(placement, samples, clip.volume),
+                            placement.start)
+    if job.audio is not None and comp.music is not None:
+        music = soundtrack.music_track(
+            job.audio, comp.music.path, comp.duration, comp.music.duration, comp.limits
+        )
+        soundtrack.mix_into(bed, music, 0.0)
+    return bed
+
+
+def _temp_beside(path: Path, suffix: str) -> Path:
+    return path.with_name(f".{path.stem}.{uuid.uuid4().hex[:8]}.part{suffix}")
+
+
+def poster_path(output: Path) -> Path:
+    return output.with_suffix(".jpg")
+
+
+def to_rgb_image(frame: av.VideoFrame) -> Image.Image:
+    """A composited frame as RGB, decoded with the BT.709 matrix it is tagged with."""
+    rgb = frame.reformat(format="rgb24", src_colorspace="ITU709", dst_colorspace="ITU709")
+    return rgb.to_image()
+
+
+def render_job(
+    job: Job,
+    *,
+    base_dir: Path,
+    output: Path,
+    fetched: Mapping[str, Path] | None = None,
+    limits: Limits | None = None,
+    clock: StageClock | None = None,
+    progress: Progress | None = None,
+    encoder: EncoderChoice | None = None,
+) -> RenderResult:
+    """Render ``job`` to ``output`` (MP4) and, when asked, a JPEG poster beside it."""
+    clock = clock or StageClock()
+    inputs = Inputs(base_dir, fetched)
+    comp = prepare(job, inputs, limits, clock)
+    enc = encoder or choose_encoder()
+    output.parent.mkdir(parents=True, exist_ok=True)
+    tmp = _temp_beside(output, ".mp4")
+    tmp_poster = _temp_beside(output, ".jpg") if job.output.poster else None
+    try:
+        _encode(comp, inputs, enc, tmp, tmp_poster, clock, progress)
+        if tmp_poster is not None:
+            os.replace(tmp_poster, poster_path(output))
+        os.replace(tmp, output)
+    except GpuWorkerError:
+        raise
+    except av.error.FFmpegError as exc:
+        raise InternalError(f"encoding failed: {exc}") from exc
+    finally:
+        for leftover in (tmp, tmp_poster):
+            if leftover is not None and leftover.exists():
+                leftover.unlink()
+    return RenderResult(
+        output=output,
+        poster=poster_path(output) if job.output.poster else None,
+        duration=comp.duration,
+        width=comp.width,
+        height=comp.height,
+        fps=comp.fps,
+        frames=comp.frames,
+        encoder=enc.name,
+        size_bytes=output.stat().st_size,
+        input_bytes=comp.input_bytes,
+        timings=dict(clock.totals),
+    )
+
+
+def _encode(
+    comp: Composition,
+    inputs: Inputs,
+    enc: EncoderChoice,
+    tmp: Path,
+    tmp_poster: Path | None,
+    clock: StageClock,
+    progress: Progress | None,
+) -> None:
+    with clock.stage("mux_audio", part="mix"):
+        bed = _soundtrack(comp, inputs)
+    fps = comp.fps
+    with av.open(str(tmp), "w", format="mp4", options={"movflags": "+faststart"}) as out:
+        vstream = out.add_stream(enc.name, rate=fps)
+        vstream.width, vstream.height = comp.width, comp.height
+        vstream.pix_fmt = "yuv420p"
+        vstream.time_base = Fraction(1, fps)
+        ctx = vstream.codec_context
+        ctx.options = encoder_options(enc.name, comp.job.output.quality, fps)
+        ctx.color_primaries = 1  # BT.709
+        ctx.color_trc = 1
+        ctx.colorspace = 1
+        ctx.color_range = 1  # limited ("tv")
+        astream = out.add_stream("aac", rate=soundtrack.RATE, layout="stereo")
+        astream.bit_rate = AUDIO_BITRATE
+        audio_frames = soundtrack.aac_frames(bed)
+        audio_watch = Stopwatch()
+        pending_audio: av.AudioFrame | None = next(audio_frames, None)
+        poster_n = comp.poster_frame() if tmp_poster is not None else -1
+
+        readers: dict[int, ClipReader] = {}
+        composite = {p.index: Stopwatch() for p in comp.placements}
+        encode = {p.index: Stopwatch() for p in comp.placements}
+        try:
+            for n in range(comp.frames):
+                t = comp.time_of(n)
+                active = {layer.index for layer in layers_at(comp.placements, t)}
+                for index in sorted(active - readers.keys()):
+                    readers[index] = comp.open_reader(index)
+                for index in sorted(readers.keys() - active):
+                    _close(readers.pop(index), index, clock, composite, encode)
+                top = max(active)
+                frame = comp.compose(n, readers, composite[top])
+                if n == poster_n and tmp_poster is not None:
+                    to_rgb_image(frame).save(tmp_poster, format="JPEG", quality=90)
+                with encode[top]:
+                    for packet in vstream.encode(frame):
+                        out.mux(packet)
+                # Interleave: audio up to the time of the next video frame.
+                horizon = (n + 1) / fps * soundtrack.RATE
+                with audio_watch:
+                    while pending_audio is not None and pending_audio.pts < horizon:
+                        for packet in astream.encode(pending_audio):
+                            out.mux(packet)
+                        pending_audio = next(audio_frames, None)
+                if progress is not None:
+                    progress(n + 1, comp.frames)
+            last = max(readers) if readers else comp.placements[-1].index
+            with encode[last]:
+                for packet in vstream.encode(None):
+                    out.mux(packet)
+            with audio_watch:
+                while pending_audio is not None:
+                    for packet in astream.encode(pending_audio):
+                        out.mux(packet)
+                    pending_audio = next(audio_frames, None)
+                for packet in astream.encode(None):
+                    out.mux(packet)
+        finally:
+            for index in list(readers):
+                _close(readers.pop(index), index, clock, composite, encode)
+        clock.record("mux_audio", audio_watch.seconds, part="encode")
+
+
+def _close(
+    reader: ClipReader,
+    index: int,
+    clock: StageClock,
+    composite: dict[int, Stopwatch],
+    encode: dict[int, Stopwatch],
+) -> None:
+    reader.close()
+    clock.record("decode", reader.times.decode.seconds + reader.times.scale.seconds, clip=index)
+    clock.record("composite", composite[index].seconds, clip=index)
+    clock.record("encode", encode[index].seconds, clip=index)
+
+
+def preview_frame(
+    job: Job,
+    at: float,
+    *,
+    base_dir: Path,
+    fetched: Mapping[str, Path] | None = None,
+    limits: Limits | None = None,
+) -> Image.Image:
+    """The frame the rendered video would show at ``at`` seconds, as an RGB image."""
+    inputs = Inputs(base_dir, fetched)
+    comp = prepare(job, inputs, limits)
+    if at < 0 or at > comp.duration:
+        raise InvalidJob(f"--at {at:g} s is outside the video (0 to {comp.duration:.3f} s)")
+    n = min(comp.frames - 1, math.floor(at * comp.fps + 1e-6))
+    layers = layers_at(comp.placements, comp.time_of(n))
+    readers = {layer.index: comp.open_reader(layer.index, layer.local_time) for layer in layers}
+    try:
+        frame = comp.compose(n, readers)
+    finally:
+        for reader in readers.values():
+            reader.close()
+    return to_rgb_image(frame)
