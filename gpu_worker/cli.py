@@ -36,7 +36,7 @@ def _output_for(job: Any, base_dir: Path, override: str | None) -> Path:
     if uri.startswith("s3://") or "://" in uri:
         raise InvalidJob(f"output.uri {uri} is not a local path: pass -o OUT.mp4")
     path = Path(uri)
-    return path if path.is_absolute() else base_dir / path
+    return (path if path.is_absolute() else base_dir / path).resolve()
 
 
 class _Progress:

@@ -7,7 +7,6 @@ is refused before FFmpeg could follow it. PyAV's errors are mapped to our codes 
 
 from __future__ import annotations
 
-import errno
 from dataclasses import dataclass
 from fractions import Fraction
 from pathlib import Path
@@ -108,15 +107,30 @@ def _check_file(path: Path, label: str, limits: Limits) -> int:
     return stat.st_size
 
 
+def _still_format(path: Path) -> str | None:
+    """The image demuxer for a still picture, told by its first bytes (never by its name)."""
+    with path.open("rb") as handle:
+        head = handle.read(16)
+    if head.startswith(b"\xff\xd8\xff"):
+        return "jpeg_pipe"
+    if head.startswith(b"\x89PNG\r\n\x1a\n"):
+        return "png_pipe"
+    if head[:4] == b"RIFF" and head[8:12] == b"WEBP":
+        return "webp_pipe"
+    return None
+
+
 def open_input(path: Path, label: str, limits: Limits | None = None) -> av.container.InputContainer:
     """Open a local media file through the demuxer allow-list; errors carry our codes."""
     limits = limits or Limits()
     _check_file(path, label, limits)
     try:
-        return av.open(str(path.resolve()), mode="r", options=dict(OPEN_OPTIONS))
+        return av.open(
+            str(path.resolve()), mode="r", format=_still_format(path), options=dict(OPEN_OPTIONS)
+        )
     except av.error.InvalidDataError as exc:
         raise InputUnreadable(f"{label}: not a media file or corrupt ({exc.strerror})") from exc
-    except (av.error.ValueError, av.error.PermissionError) as exc:
+    except (av.error.ArgumentError, av.error.PermissionError, av.error.DemuxerNotFoundError) as exc:
         raise UnsupportedInput(f"{label}: not a container the worker accepts") from exc
     except av.error.FileNotFoundError as exc:
         raise InputNotFound(f"{label}: no such file") from exc
@@ -130,7 +144,7 @@ def av_error(label: str, exc: Exception) -> GpuWorkerError:
         return exc
     if isinstance(exc, av.error.FFmpegError):
         reason = exc.strerror or type(exc).__name__
-        if getattr(exc, "errno", None) in (errno.ENOSYS,) or "decoder" in reason.lower():
+        if isinstance(exc, av.error.DecoderNotFoundError | av.error.PatchWelcomeError):
             return UnsupportedInput(f"{label}: {reason}")
         return InputUnreadable(f"{label}: corrupt or truncated ({reason})")
     return InputUnreadable(f"{label}: {exc}")
