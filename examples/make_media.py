@@ -38,7 +38,9 @@ def main() -> int:
             tmp = path.with_name(f".{name}")
             make(tmp)
             tmp.rename(path)
-            print(f"made {path.relative_to(Path.cwd()) if path.is_relative_to(Path.cwd()) else path}")
+            print(
+                f"made {path.relative_to(Path.cwd()) if path.is_relative_to(Path.cwd()) else path}"
+            )
     return 0
 
 

@@ -34,9 +34,11 @@ def decode_audio(path: Path, label: str, start: float, duration: float, limits: 
         if not container.streams.audio:
             return out
         stream = container.streams.audio[0]
-        origin = float(stream.start_time * stream.time_base) if stream.start_time and (
-            stream.time_base
-        ) else 0.0
+        origin = (
+            float(stream.start_time * stream.time_base)
+            if stream.start_time and (stream.time_base)
+            else 0.0
+        )
         if start > 1.0 and stream.time_base:
             try:
                 container.seek(int((start + origin - 0.5) / stream.time_base), stream=stream)
@@ -49,15 +51,19 @@ def decode_audio(path: Path, label: str, start: float, duration: float, limits: 
                     t0 = float(frame.time) - origin if frame.time is not None else 0.0
                     cursor = round((t0 - start) * RATE)
                 for chunk in resampler.resample(frame):
-                    cursor = _place(out, chunk.to_ndarray(), cursor)
+                    cursor = _place(out, _f32(chunk), cursor)
                 if cursor >= want:
                     break
             else:
                 for chunk in resampler.resample(None):
-                    cursor = _place(out, chunk.to_ndarray(), cursor or 0)
+                    cursor = _place(out, _f32(chunk), cursor or 0)
         except av.error.FFmpegError as exc:
             raise av_error(label, exc) from exc
     return out
+
+
+def _f32(frame: av.AudioFrame) -> F32:
+    return np.asarray(frame.to_ndarray(), dtype=np.float32)
 
 
 def _place(out: F32, samples: NDArray[np.float32], cursor: int) -> int:
@@ -80,8 +86,9 @@ def ramp(n: int, fade_in: int, fade_out: int) -> F32:
     return gain
 
 
-def music_track(audio: Audio, path: Path, length: float, source_seconds: float | None,
-                limits: Limits) -> F32:
+def music_track(
+    audio: Audio, path: Path, length: float, source_seconds: float | None, limits: Limits
+) -> F32:
     """The music for a video of ``length`` seconds: looped (or trimmed), volume, fades."""
     n = round(length * RATE)
     if audio.loop and source_seconds and source_seconds < length:

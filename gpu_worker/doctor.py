@@ -11,7 +11,14 @@ import av
 import numpy as np
 
 from gpu_worker import __version__, fonts
-from gpu_worker.encoder import NVENC, X264, choose_encoder, encoder_options, nvenc_probe
+from gpu_worker.encoder import (
+    NVENC,
+    X264,
+    add_video_stream,
+    choose_encoder,
+    encoder_options,
+    nvenc_probe,
+)
 from gpu_worker.errors import GpuWorkerError
 from gpu_worker.job import Quality
 
@@ -23,9 +30,7 @@ def encode_smoke(name: str, frames: int = 8) -> int:
     """Encode a few frames to memory with ``name``; returns the bytes written."""
     buffer = io.BytesIO()
     with av.open(buffer, "w", format="mp4") as out:
-        stream = out.add_stream(name, rate=30)
-        stream.width, stream.height = 128, 128
-        stream.pix_fmt = "yuv420p"
+        stream = add_video_stream(out, name, 128, 128, 30)
         stream.codec_context.options = encoder_options(name, Quality.DRAFT, 30)
         for i in range(frames):
             frame = av.VideoFrame.from_ndarray(

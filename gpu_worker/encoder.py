@@ -14,6 +14,8 @@ from fractions import Fraction
 from functools import cache
 
 import av
+import av.container
+import av.video.codeccontext
 import numpy as np
 
 from gpu_worker.errors import EncoderUnavailable, InternalError
@@ -58,6 +60,7 @@ def nvenc_probe() -> tuple[bool, str]:
         return False, "this FFmpeg build has no h264_nvenc"
     try:
         ctx = av.CodecContext.create(NVENC, "w")
+        assert isinstance(ctx, av.video.codeccontext.VideoCodecContext)
         ctx.width, ctx.height = 256, 256
         ctx.pix_fmt = "yuv420p"
         ctx.time_base = Fraction(1, 30)
@@ -91,11 +94,33 @@ def choose_encoder(setting: str | None = None) -> EncoderChoice:
     return EncoderChoice(X264, why)
 
 
+def add_video_stream(
+    container: av.container.OutputContainer, name: str, width: int, height: int, fps: Fraction | int
+) -> av.VideoStream:
+    """A yuv420p video stream of ``name`` on ``container``."""
+    stream = container.add_stream(name, rate=fps)
+    if not isinstance(stream, av.VideoStream):
+        raise InternalError(f"{name} is not a video encoder")
+    stream.width, stream.height = width, height
+    stream.pix_fmt = "yuv420p"
+    return stream
+
+
+def add_audio_stream(
+    container: av.container.OutputContainer, name: str, rate: int = 48_000
+) -> av.AudioStream:
+    """A stereo audio stream of ``name`` on ``container``."""
+    stream = container.add_stream(name, rate=rate, layout="stereo")
+    if not isinstance(stream, av.AudioStream):
+        raise InternalError(f"{name} is not an audio encoder")
+    return stream
+
+
 def encoder_options(name: str, quality: Quality, fps: int) -> dict[str, str]:
     """Options for ``name`` at ``quality``: H.264 High, a keyframe every two seconds."""
     options = dict(PRESETS[name][quality])
     options["profile"] = "high"
     options["g"] = str(max(1, 2 * fps))
     if name == X264:
-        options["x264-params"] = "keyint=%d:min-keyint=%d" % (2 * fps, fps)
+        options["x264-params"] = f"keyint={2 * fps}:min-keyint={fps}"
     return options

@@ -78,7 +78,9 @@ class Anchor(StrEnum):
     def fractions(self) -> tuple[float, float]:
         """Where the anchor sits inside the box, as (x, y) fractions of its size."""
         fx = 0.0 if self.value.endswith("left") else 1.0 if self.value.endswith("right") else 0.5
-        fy = 0.0 if self.value.startswith("top") else 1.0 if self.value.startswith("bottom") else 0.5
+        fy = (
+            0.0 if self.value.startswith("top") else 1.0 if self.value.startswith("bottom") else 0.5
+        )
         return fx, fy
 
 
@@ -121,7 +123,9 @@ class Clip(_Model):
     duration: float | None = Field(None, gt=0, le=86_400, description="default: to the end")
     fit: Fit = Fit.COVER
     volume: float = Field(0.0, ge=0, le=4, description="source audio gain; 0 mutes")
-    transition: Transition = Field(default_factory=Transition, description="into this clip")
+    transition: Transition = Field(
+        default_factory=lambda: Transition(), description="into this clip"
+    )
 
 
 class Stroke(_Model):
@@ -171,7 +175,7 @@ class Text(_Model):
     background: Background | None = None
     start: Seconds = 0.0
     end: float | None = Field(None, gt=0, le=86_400, description="default: end of the video")
-    animation: Animation = Field(default_factory=Animation)
+    animation: Animation = Field(default_factory=lambda: Animation())
 
     @model_validator(mode="after")
     def _check(self) -> Text:

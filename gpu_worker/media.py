@@ -197,9 +197,7 @@ def probe(path: Path, label: str, limits: Limits | None = None) -> MediaInfo:
     return MediaInfo(path, label, format_name, duration, size, video, audio)
 
 
-def _first_frame_rotation(
-    container: av.container.InputContainer, stream: Any, label: str
-) -> int:
+def _first_frame_rotation(container: av.container.InputContainer, stream: Any, label: str) -> int:
     """Decode the first frame: proves the stream decodes and reads its display matrix."""
     try:
         for frame in container.decode(stream):
@@ -213,4 +211,4 @@ def normalise_rotation(degrees: float | None) -> int:
     """A display matrix angle as one of 0, 90, 180, 270 (counter-clockwise)."""
     if not degrees:
         return 0
-    return int(round(degrees / 90.0)) * 90 % 360
+    return round(degrees / 90.0) * 90 % 360

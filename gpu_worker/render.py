@@ -24,8 +24,14 @@ from PIL import Image
 from gpu_worker import audio as soundtrack
 from gpu_worker import fonts
 from gpu_worker.clips import ClipReader, clip_length
-from gpu_worker.composite import YuvSprite, blend_sprite, darken, mix, to_yuv_sprite
-from gpu_worker.encoder import EncoderChoice, choose_encoder, encoder_options
+from gpu_worker.composite import U8, YuvSprite, blend_sprite, darken, mix, to_yuv_sprite
+from gpu_worker.encoder import (
+    EncoderChoice,
+    add_audio_stream,
+    add_video_stream,
+    choose_encoder,
+    encoder_options,
+)
 from gpu_worker.errors import (
     GpuWorkerError,
     InputForbidden,
@@ -149,9 +155,9 @@ class Composition:
         fitted = [(layer, readers[layer.index].frame_at(layer.local_time)) for layer in layers]
         watch = times or Stopwatch()
         with watch:
-            arr: np.ndarray | None = None
+            arr: U8 | None = None
             for layer, frame in fitted:
-                pixels = frame.to_ndarray()
+                pixels: U8 = np.asarray(frame.to_ndarray(), dtype=np.uint8)
                 if arr is None or layer.weight >= 1.0:
                     arr = pixels
                 elif layer.weight > 0.0:
@@ -213,7 +219,10 @@ def prepare(
             if music.audio is None:
                 raise InvalidJob(f"audio: {job.audio.uri} has no audio stream")
         attrs["inputs"] = len(infos) + (music is not None)
-    lengths = [clip_length(clip, info, i) for i, (clip, info) in enumerate(zip(job.clips, infos))]
+    lengths = [
+        clip_length(clip, info, i)
+        for i, (clip, info) in enumerate(zip(job.clips, infos, strict=True))
+    ]
     transitions = [(c.transition.type, c.transition.duration) for c in job.clips]
     for i in range(1, len(job.clips)):
         kind, d = transitions[i]
@@ -241,15 +250,18 @@ def prepare(
                 )
             font_file = None
             if spec.font_uri is not None:
-                font_file = fonts.load_font_file(inputs.path(spec.font_uri, f"texts[{i}].font_uri")).path
+                font_file = fonts.load_font_file(
+                    inputs.path(spec.font_uri, f"texts[{i}].font_uri")
+                ).path
             sprite = render_text(spec, i, job.output.width, job.output.height, font_file)
             yuv = to_yuv_sprite(sprite.image, sprite.x, sprite.y)
             end = min(spec.end, duration_out) if spec.end is not None else duration_out
             texts.append(_Text(i, yuv, spec.start, end))
         attrs["texts"] = len(texts)
     input_bytes = sum(i.size_bytes for i in infos) + (music.size_bytes if music else 0)
-    return Composition(job, infos, placements, texts, duration_out, frames, music, limits,
-                       input_bytes)
+    return Composition(
+        job, infos, placements, texts, duration_out, frames, music, limits, input_bytes
+    )
 
 
 def _soundtrack(comp: Composition, inputs: Inputs) -> np.ndarray:
@@ -262,8 +274,9 @@ def _soundtrack(comp: Composition, inputs: Inputs) -> np.ndarray:
         samples = soundtrack.decode_audio(
             info.path, clip.uri, clip.trim_start, placement.length, comp.limits
         )
-        soundtrack.mix_into(bed, soundtrack.clip_track(placement, samples, clip.volume),
-                            placement.start)
+        soundtrack.mix_into(
+            bed, soundtrack.clip_track(placement, samples, clip.volume), placement.start
+        )
     if job.audio is not None and comp.music is not None:
         music = soundtrack.music_track(
             job.audio, comp.music.path, comp.duration, comp.music.duration, comp.limits
@@ -346,9 +359,7 @@ def _encode(
         bed = _soundtrack(comp, inputs)
     fps = comp.fps
     with av.open(str(tmp), "w", format="mp4", options={"movflags": "+faststart"}) as out:
-        vstream = out.add_stream(enc.name, rate=fps)
-        vstream.width, vstream.height = comp.width, comp.height
-        vstream.pix_fmt = "yuv420p"
+        vstream = add_video_stream(out, enc.name, comp.width, comp.height, fps)
         vstream.time_base = Fraction(1, fps)
         ctx = vstream.codec_context
         ctx.options = encoder_options(enc.name, comp.job.output.quality, fps)
@@ -356,7 +367,7 @@ def _encode(
         ctx.color_trc = 1
         ctx.colorspace = 1
         ctx.color_range = 1  # limited ("tv")
-        astream = out.add_stream("aac", rate=soundtrack.RATE, layout="stereo")
+        astream = add_audio_stream(out, "aac", soundtrack.RATE)
         astream.bit_rate = AUDIO_BITRATE
         audio_frames = soundtrack.aac_frames(bed)
         audio_watch = Stopwatch()
@@ -384,7 +395,7 @@ def _encode(
                 # Interleave: audio up to the time of the next video frame.
                 horizon = (n + 1) / fps * soundtrack.RATE
                 with audio_watch:
-                    while pending_audio is not None and pending_audio.pts < horizon:
+                    while pending_audio is not None and (pending_audio.pts or 0) < horizon:
                         for packet in astream.encode(pending_audio):
                             out.mux(packet)
                         pending_audio = next(audio_frames, None)

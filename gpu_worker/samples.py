@@ -13,6 +13,8 @@ import av
 import numpy as np
 from numpy.typing import NDArray
 
+from gpu_worker.encoder import add_audio_stream, add_video_stream
+
 
 def _pattern(width: int, height: int, i: int, hue: float, fps: float) -> NDArray[np.uint8]:
     y, x = np.mgrid[0:height, 0:width].astype(np.float32)
@@ -53,13 +55,14 @@ def make_clip(
     ``marker`` paints the top-left quarter red and the rest blue, to check orientation."""
     path.parent.mkdir(parents=True, exist_ok=True)
     rng = np.random.default_rng(int(hue * 1000) + width)
-    times = list(frame_times) if frame_times is not None else [
-        i / fps for i in range(max(1, round(seconds * fps)))
-    ]
+    times = (
+        list(frame_times)
+        if frame_times is not None
+        else [i / fps for i in range(max(1, round(seconds * fps)))]
+    )
     time_base = Fraction(1, 90_000)
     with av.open(str(path), "w") as out:
-        stream = out.add_stream(codec, rate=Fraction(fps).limit_denominator(1001))
-        stream.width, stream.height = width, height
+        stream = add_video_stream(out, codec, width, height, Fraction(fps).limit_denominator(1001))
         stream.pix_fmt = pix_fmt
         stream.time_base = time_base
         if codec == "libx264":
@@ -70,7 +73,7 @@ def make_clip(
             stream.set_display_rotation(rotation)
         astream = None
         if audio_hz is not None:
-            astream = out.add_stream("aac", rate=48_000, layout="stereo")
+            astream = add_audio_stream(out, "aac")
         for i, t in enumerate(times):
             if solid is not None:
                 rgb = np.empty((height, width, 3), np.uint8)
@@ -97,16 +100,20 @@ def make_clip(
     return path
 
 
-def _write_tone(out: av.container.OutputContainer, stream: av.AudioStream, seconds: float,
-                hz: float, amplitude: float = 0.3) -> None:
+def _write_tone(
+    out: av.container.OutputContainer,
+    stream: av.AudioStream,
+    seconds: float,
+    hz: float,
+    amplitude: float = 0.3,
+) -> None:
     rate = 48_000
     total = round(seconds * rate)
     for start in range(0, total, 1024):
         n = min(1024, total - start)
         t = (np.arange(start, start + n) / rate).astype(np.float32)
         wave = (amplitude * np.sin(2 * np.pi * hz * t)).astype(np.float32)
-        frame = av.AudioFrame.from_ndarray(np.stack([wave, wave]), format="fltp",
-                                           layout="stereo")
+        frame = av.AudioFrame.from_ndarray(np.stack([wave, wave]), format="fltp", layout="stereo")
         frame.sample_rate = rate
         frame.pts = start
         for packet in stream.encode(frame):
@@ -120,7 +127,7 @@ def make_music(path: Path, seconds: float = 4.0, hz: float = 220.0, amplitude: f
     path.parent.mkdir(parents=True, exist_ok=True)
     codec = {".wav": "pcm_s16le", ".mp3": "libmp3lame"}.get(path.suffix, "aac")
     with av.open(str(path), "w") as out:
-        stream = out.add_stream(codec, rate=48_000, layout="stereo")
+        stream = add_audio_stream(out, codec)
         _write_tone(out, stream, seconds, hz, amplitude)
     return path
 

@@ -44,7 +44,9 @@ class StageClock:
         finally:
             self.record(name, time.perf_counter() - start, start_wall, **attributes)
 
-    def record(self, name: str, seconds: float, start: float | None = None, **attributes: Any) -> None:
+    def record(
+        self, name: str, seconds: float, start: float | None = None, **attributes: Any
+    ) -> None:
         """Add an already measured stretch (e.g. decode time summed over a clip)."""
         self.totals[name] = self.totals.get(name, 0.0) + seconds
         began = time.time() - seconds if start is None else start

@@ -219,8 +219,11 @@ def render_text(
     left = text.x * frame_w - fx * box.width - box.left
     top = text.y * frame_h - fy * box.height - box.top
     placed = content.shift(left, top)
-    if placed.left < -0.5 or placed.top < -0.5 or placed.right > frame_w + 0.5 or (
-        placed.bottom > frame_h + 0.5
+    if (
+        placed.left < -0.5
+        or placed.top < -0.5
+        or placed.right > frame_w + 0.5
+        or (placed.bottom > frame_h + 0.5)
     ):
         raise TextOverflow(
             f"texts[{index}] needs {math.ceil(content.width)}x{math.ceil(content.height)} px "
