@@ -22,7 +22,7 @@ def main() -> int:
         ),
         # A phone clip filmed upright: stored landscape with a display rotation.
         "pool-phone-rotated.mp4": lambda p: make_clip(
-            p, width=960, height=540, fps=30, seconds=4, hue=0.45, rotation=-90, grain=3
+            p, width=540, height=960, fps=30, seconds=4, hue=0.45, rotation=90, grain=3
         ),
         # A 60 fps portrait clip.
         "terrace-1080x1920-60fps.mp4": lambda p: make_clip(

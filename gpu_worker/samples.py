@@ -50,8 +50,11 @@ def make_clip(
     solid: tuple[int, int, int] | None = None,
     marker: bool = False,
 ) -> Path:
-    """Write a test clip. ``frame_times`` gives explicit (variable) timestamps in seconds;
-    ``rotation`` stores a display matrix (degrees counter-clockwise, as phones do);
+    """Write a test clip whose picture, as a viewer should see it, is ``width`` x ``height``.
+
+    ``frame_times`` gives explicit (variable) timestamps in seconds. ``rotation`` films it
+    like a phone: the pixels are stored turned by that many degrees clockwise, with a display
+    matrix asking players to turn them back (counter-clockwise) to show the picture upright.
     ``marker`` paints the top-left quarter red and the rest blue, to check orientation."""
     path.parent.mkdir(parents=True, exist_ok=True)
     rng = np.random.default_rng(int(hue * 1000) + width)
@@ -61,8 +64,10 @@ def make_clip(
         else [i / fps for i in range(max(1, round(seconds * fps)))]
     )
     time_base = Fraction(1, 90_000)
+    turns = (rotation // 90) % 4  # quarter turns clockwise applied to the stored pixels
+    stored_w, stored_h = (height, width) if turns % 2 else (width, height)
     with av.open(str(path), "w") as out:
-        stream = add_video_stream(out, codec, width, height, Fraction(fps).limit_denominator(1001))
+        stream = add_video_stream(out, codec, stored_w, stored_h, Fraction(fps).limit_denominator(1001))
         stream.pix_fmt = pix_fmt
         stream.time_base = time_base
         if codec == "libx264":
@@ -87,6 +92,8 @@ def make_clip(
             if grain:
                 noise = rng.normal(0, grain, rgb.shape)
                 rgb = np.clip(rgb + noise, 0, 255).astype(np.uint8)
+            if turns:
+                rgb = np.ascontiguousarray(np.rot90(rgb, k=-turns))
             frame = av.VideoFrame.from_ndarray(rgb, format="rgb24")
             frame.pts = round(t / time_base)
             frame.time_base = time_base
