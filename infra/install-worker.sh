@@ -23,7 +23,8 @@ python=${PYTHON:-python3}
 "$python" -m venv "$venv"
 "$venv/bin/python" -m pip install --disable-pip-version-check "$src"
 # Fail the build here, not on the first job, when the entry point or a bundled font is missing.
-"$venv/bin/python" - <<'PY'
+# -I: isolated, so the check sees the installed package, not a gpu_worker/ in the current dir.
+"$venv/bin/python" -I - <<'PY'
 import importlib.resources
 import shutil
 import sys
