@@ -1,0 +1,60 @@
+"""Test helpers: job dicts for tiny renders, and reading a rendered MP4 back."""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import av
+import numpy as np
+
+
+
+@dataclass
+class Output:
+    """A rendered MP4 read back: RGB frames, their times, the audio as (2, n) samples."""
+
+    frames: list[np.ndarray]
+    times: list[float]
+    audio: np.ndarray
+    audio_rate: int
+    duration: float
+    video_codec: str
+    profile: str | None
+    pix_fmt: str
+    colorspace: Any
+
+
+def read_output(path: Path) -> Output:
+    frames: list[np.ndarray] = []
+    times: list[float] = []
+    with av.open(str(path)) as container:
+        vstream = container.streams.video[0]
+        codec = vstream.codec_context.name
+        profile = vstream.codec_context.profile
+        pix_fmt = vstream.codec_context.format.name
+        colorspace = vstream.codec_context.colorspace
+        duration = container.duration / av.time_base if container.duration else 0.0
+        for frame in container.decode(vstream):
+            rgb = frame.reformat(format="rgb24", src_colorspace="ITU709", dst_colorspace="ITU709")
+            frames.append(rgb.to_ndarray())
+            times.append(float(frame.time or 0.0))
+    chunks = []
+    rate = 48_000
+    with av.open(str(path)) as container:
+        if container.streams.audio:
+            astream = container.streams.audio[0]
+            rate = astream.codec_context.sample_rate
+            for aframe in container.decode(astream):
+                chunks.append(aframe.to_ndarray().reshape(2, -1) if aframe.format.is_planar
+                              else aframe.to_ndarray().reshape(-1, 2).T)
+    audio = np.concatenate(chunks, axis=1) if chunks else np.zeros((2, 0), np.float32)
+    return Output(frames, times, audio, rate, duration, codec, profile, pix_fmt, colorspace)
+
+
+def job_dict(clips: list[dict[str, Any]], **extra: Any) -> dict[str, Any]:
+    output = {"uri": "out.mp4", "width": 96, "height": 160, "fps": 10}
+    output.update(extra.pop("output", {}))
+    return {"version": 1, "job_id": "test-job", "output": output, "clips": clips, **extra}
