@@ -1,7 +1,8 @@
 """The ``gpu-worker`` command line: render, preview, validate, schema, fonts, doctor, serve.
 
-Logging is configured here and nowhere else. Errors print one line ``error <code>: <message>``
-and exit 2 for job errors, 1 for internal ones.
+Logging is configured here and nowhere else: JSON lines on stderr (gpu_worker.logs), each
+with the job_id and trace_id of the job under way. Errors print one plain line
+``error <code>: <message>`` and exit 2 for job errors, 1 for internal ones.
 """
 
 from __future__ import annotations
@@ -72,16 +73,33 @@ class _Progress:
 
 
 def cmd_render(args: argparse.Namespace) -> int:
+    from gpu_worker.encoder import choose_encoder
     from gpu_worker.render import render_job
+    from gpu_worker.telemetry import JsonLinesSpanExporter, setup_telemetry, traced_job
 
     job, base_dir = _job_and_dir(args.job)
     output = _output_for(job, base_dir, args.output)
+    telemetry = setup_telemetry()
+    if args.trace_file:
+        telemetry.add_span_exporter(JsonLinesSpanExporter(args.trace_file))
     progress = _Progress(args.quiet)
     started = time.perf_counter()
     try:
-        result = render_job(job, base_dir=base_dir, output=output, progress=progress)
+        with traced_job(telemetry, job.job_id) as jt:
+            encoder = choose_encoder()
+            jt.worker_kind = encoder.kind
+            result = render_job(
+                job,
+                base_dir=base_dir,
+                output=output,
+                progress=progress,
+                clock=jt.clock,
+                encoder=encoder,
+            )
+            jt.result(result)
     finally:
         progress.close()
+        telemetry.shutdown()
     seconds = time.perf_counter() - started
     print(f"{result.output}")
     if not args.quiet:
@@ -92,6 +110,8 @@ def cmd_render(args: argparse.Namespace) -> int:
         )
         if result.poster:
             print(f"poster {result.poster}")
+        if args.trace_file:
+            print(f"trace {args.trace_file} (trace id {jt.trace_id})")
     return EXIT_OK
 
 
@@ -184,6 +204,11 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("job", help="job JSON file")
     p.add_argument("-o", "--output", help="output MP4 (default: the job's output.uri)")
     p.add_argument("--quiet", action="store_true", help="print only the output path")
+    p.add_argument(
+        "--trace-file",
+        metavar="FILE",
+        help="write the job's OpenTelemetry spans to FILE as JSON lines (one span a line)",
+    )
     p.set_defaults(func=cmd_render)
 
     p = sub.add_parser("preview", help="render the single frame shown at a time, as PNG")
@@ -212,12 +237,10 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
+    from gpu_worker.logs import setup_logging
+
     args = build_parser().parse_args(argv)
-    logging.basicConfig(
-        level=logging.DEBUG if args.verbose else logging.INFO,
-        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
-        stream=sys.stderr,
-    )
+    setup_logging(verbose=args.verbose)
     try:
         code: int = args.func(args)
         return code
