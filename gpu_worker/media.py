@@ -120,6 +120,28 @@ def _still_format(path: Path) -> str | None:
     return None
 
 
+def _still_size(path: Path, label: str, limits: Limits) -> tuple[int, int]:
+    """A picture's declared size, read from its header alone (nothing is decoded)."""
+    from PIL import Image
+
+    try:
+        with Image.open(path) as image:
+            width, height = image.size
+    except Image.DecompressionBombError as exc:
+        side = limits.max_input_side
+        raise LimitExceeded(
+            f"{label}: the picture declares far more than the limit of {side}x{side} pixels"
+        ) from exc
+    except (OSError, SyntaxError, ValueError) as exc:
+        raise InputUnreadable(f"{label}: not a readable picture ({exc})") from exc
+    if max(width, height) > limits.max_input_side:
+        raise LimitExceeded(
+            f"{label}: {width}x{height} is over the limit of "
+            f"{limits.max_input_side}x{limits.max_input_side} pixels"
+        )
+    return width, height
+
+
 def open_input(path: Path, label: str, limits: Limits | None = None) -> av.container.InputContainer:
     """Open a local media file through the demuxer allow-list; errors carry our codes."""
     limits = limits or Limits()
@@ -170,6 +192,8 @@ def probe(path: Path, label: str, limits: Limits | None = None) -> MediaInfo:
         if vstream is not None:
             ctx = vstream.codec_context
             width, height = ctx.width, ctx.height
+            if format_name in STILL_DEMUXERS:
+                width, height = _still_size(path, label, limits)
             if width <= 0 or height <= 0:
                 raise InputUnreadable(f"{label}: the video stream declares no picture size")
             if max(width, height) > limits.max_input_side:

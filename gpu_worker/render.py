@@ -203,7 +203,7 @@ def prepare(
     job: Job, inputs: Inputs, limits: Limits | None = None, clock: StageClock | None = None
 ) -> Composition:
     """Probe every input, lay out the timeline and draw the texts (once per job)."""
-    limits = limits or Limits()
+    limits = limits or Limits.from_env()
     clock = clock or StageClock()
     if len(job.clips) > limits.max_clips:
         raise LimitExceeded(f"{len(job.clips)} clips; the limit is {limits.max_clips}")

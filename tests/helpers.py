@@ -2,14 +2,12 @@
 
 from __future__ import annotations
 
-import json
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import av
 import numpy as np
-
 
 
 @dataclass
@@ -48,8 +46,11 @@ def read_output(path: Path) -> Output:
             astream = container.streams.audio[0]
             rate = astream.codec_context.sample_rate
             for aframe in container.decode(astream):
-                chunks.append(aframe.to_ndarray().reshape(2, -1) if aframe.format.is_planar
-                              else aframe.to_ndarray().reshape(-1, 2).T)
+                chunks.append(
+                    aframe.to_ndarray().reshape(2, -1)
+                    if aframe.format.is_planar
+                    else aframe.to_ndarray().reshape(-1, 2).T
+                )
     audio = np.concatenate(chunks, axis=1) if chunks else np.zeros((2, 0), np.float32)
     return Output(frames, times, audio, rate, duration, codec, profile, pix_fmt, colorspace)
 

@@ -10,6 +10,7 @@ from typing import Any
 import av
 import numpy as np
 import pytest
+from helpers import job_dict, read_output
 from PIL import Image
 
 from gpu_worker.encoder import add_video_stream
@@ -18,9 +19,13 @@ from gpu_worker.job import parse_job
 from gpu_worker.render import preview_frame, render_job
 from gpu_worker.samples import make_clip, make_image, make_music
 
-from helpers import job_dict, read_output
-
-RED, GREEN, BLUE, BLACK, GREY = (220, 30, 30), (30, 200, 30), (30, 30, 220), (0, 0, 0), (128, 128, 128)
+RED, GREEN, BLUE, BLACK, GREY = (
+    (220, 30, 30),
+    (30, 200, 30),
+    (30, 30, 220),
+    (0, 0, 0),
+    (128, 128, 128),
+)
 
 
 def solid(path: Path, color: tuple[int, int, int], seconds: float = 1.0, **kw: Any) -> Path:
@@ -69,7 +74,10 @@ def test_output_tagged_bt709_and_faststart(tmp_path: Path, render: Callable[...,
 def test_crossfade_middle_frame_mixes_both(tmp_path: Path, render: Callable[..., Any]) -> None:
     solid(tmp_path / "a.mp4", RED, 2.0)
     solid(tmp_path / "b.mp4", BLUE, 2.0)
-    clips = [{"uri": "a.mp4"}, {"uri": "b.mp4", "transition": {"type": "crossfade", "duration": 1.0}}]
+    clips = [
+        {"uri": "a.mp4"},
+        {"uri": "b.mp4", "transition": {"type": "crossfade", "duration": 1.0}},
+    ]
     result, out = render(job_dict(clips))
     assert result.duration == pytest.approx(3.0)  # overlapped by the crossfade
     middle = mean_rgb(out.frames[15])  # t = 1.5 s, half-way through the crossfade
@@ -82,7 +90,10 @@ def test_crossfade_middle_frame_mixes_both(tmp_path: Path, render: Callable[...,
 def test_fade_through_black(tmp_path: Path, render: Callable[..., Any]) -> None:
     solid(tmp_path / "a.mp4", GREY, 1.0)
     solid(tmp_path / "b.mp4", GREY, 1.0)
-    clips = [{"uri": "a.mp4"}, {"uri": "b.mp4", "transition": {"type": "fade_black", "duration": 1.0}}]
+    clips = [
+        {"uri": "a.mp4"},
+        {"uri": "b.mp4", "transition": {"type": "fade_black", "duration": 1.0}},
+    ]
     result, out = render(job_dict(clips))
     assert result.duration == pytest.approx(2.0)  # no overlap
     lum = [mean_rgb(f).mean() for f in out.frames]
@@ -96,8 +107,16 @@ def test_rotated_phone_clip_is_shown_upright(
     tmp_path: Path, render: Callable[..., Any], rotation: int
 ) -> None:
     # Given a phone clip whose stored pixels are turned, with a display matrix to turn back
-    make_clip(tmp_path / "phone.mp4", width=96, height=160, fps=10, seconds=0.5,
-              marker=True, rotation=rotation, audio_hz=None)
+    make_clip(
+        tmp_path / "phone.mp4",
+        width=96,
+        height=160,
+        fps=10,
+        seconds=0.5,
+        marker=True,
+        rotation=rotation,
+        audio_hz=None,
+    )
     _, out = render(job_dict([{"uri": "phone.mp4", "fit": "contain"}]))
     frame = out.frames[2]
     # Then the red quarter is top-left, as it was filmed
@@ -162,7 +181,9 @@ def test_60fps_source_keeps_time(tmp_path: Path, render: Callable[..., Any]) -> 
         ("no audio, trimmed", {"audio_hz": None}),
     ],
 )
-def test_awkward_sources(tmp_path: Path, render: Callable[..., Any], kind: str, kw: dict[str, Any]) -> None:
+def test_awkward_sources(
+    tmp_path: Path, render: Callable[..., Any], kind: str, kw: dict[str, Any]
+) -> None:
     kw.setdefault("width", 96)
     kw.setdefault("height", 160)
     make_clip(tmp_path / "src.mp4", fps=25, seconds=1.2, solid=GREEN, **kw)
@@ -174,8 +195,9 @@ def test_awkward_sources(tmp_path: Path, render: Callable[..., Any], kind: str, 
 def test_still_image_clip(tmp_path: Path, render: Callable[..., Any]) -> None:
     make_image(tmp_path / "room.jpg", width=300, height=200)
     make_image(tmp_path / "room.png", width=300, height=200)
-    result, out = render(job_dict([{"uri": "room.jpg", "duration": 1.0},
-                                    {"uri": "room.png", "duration": 0.5}]))
+    result, out = render(
+        job_dict([{"uri": "room.jpg", "duration": 1.0}, {"uri": "room.png", "duration": 0.5}])
+    )
     assert len(out.frames) == 15 and result.duration == pytest.approx(1.5)
 
 
@@ -202,8 +224,9 @@ def test_music_trimmed_looped_and_faded(tmp_path: Path, render: Callable[..., An
 
 
 def test_clip_audio_mixed_only_when_volume(tmp_path: Path, render: Callable[..., Any]) -> None:
-    make_clip(tmp_path / "loud.mp4", width=96, height=160, fps=10, seconds=1.0, solid=GREY,
-              audio_hz=440)
+    make_clip(
+        tmp_path / "loud.mp4", width=96, height=160, fps=10, seconds=1.0, solid=GREY, audio_hz=440
+    )
     _, muted = render(job_dict([{"uri": "loud.mp4"}]))
     assert np.abs(muted.audio).max() < 1e-3  # volume defaults to 0
     _, heard = render(job_dict([{"uri": "loud.mp4", "volume": 1.0}]))
@@ -217,7 +240,9 @@ def text_job(tmp_path: Path, text: dict[str, Any], seconds: float = 1.0) -> dict
     return job_dict([{"uri": "black.mp4"}], texts=[base], output={"width": 160, "height": 96})
 
 
-def test_text_pixels_where_placed_and_nowhere_else(tmp_path: Path, render: Callable[..., Any]) -> None:
+def test_text_pixels_where_placed_and_nowhere_else(
+    tmp_path: Path, render: Callable[..., Any]
+) -> None:
     job = text_job(tmp_path, {"x": 0.0, "y": 0.0, "anchor": "top-left", "size": 24})
     _, out = render(job)
     frame = out.frames[5].astype(int).sum(axis=2)
@@ -256,10 +281,23 @@ def test_preview_equals_rendered_frame(tmp_path: Path, render: Callable[..., Any
     make_clip(tmp_path / "a.mp4", width=96, height=160, fps=10, seconds=1.0, hue=0.2, audio_hz=None)
     make_clip(tmp_path / "b.mp4", width=96, height=160, fps=30, seconds=1.0, hue=0.7, audio_hz=None)
     data = job_dict(
-        [{"uri": "a.mp4"}, {"uri": "b.mp4", "trim_start": 0.2,
-                            "transition": {"type": "crossfade", "duration": 0.4}}],
-        texts=[{"text": "Été", "font": "Montserrat", "size": 28, "y": 0.3,
-                "animation": {"in": "fade", "duration": 0.5}}],
+        [
+            {"uri": "a.mp4"},
+            {
+                "uri": "b.mp4",
+                "trim_start": 0.2,
+                "transition": {"type": "crossfade", "duration": 0.4},
+            },
+        ],
+        texts=[
+            {
+                "text": "Été",
+                "font": "Montserrat",
+                "size": 28,
+                "y": 0.3,
+                "animation": {"in": "fade", "duration": 0.5},
+            }
+        ],
     )
     _, out = render(data)
     job = parse_job(data)

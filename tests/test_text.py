@@ -38,8 +38,12 @@ def ink_lines(sprite: Sprite) -> int:
 def test_sprite_border_is_empty_so_nothing_is_clipped() -> None:
     # Descenders, ascenders, accents on capitals, italic overhang, stroke and shadow.
     sprite = draw(
-        text="Ÿgjpq Ÿ fÉ Îlot", font="Playfair Display", italic=True, size=120,
-        stroke={"width": 6, "color": "#000000"}, shadow={"dx": 12, "dy": 18, "blur": 10},
+        text="Ÿgjpq Ÿ fÉ Îlot",
+        font="Playfair Display",
+        italic=True,
+        size=120,
+        stroke={"width": 6, "color": "#000000"},
+        shadow={"dx": 12, "dy": 18, "blur": 10},
     )
     a = alpha(sprite)
     assert a.max() == 255
