@@ -131,14 +131,14 @@ def cmd_validate(args: argparse.Namespace) -> int:
     from pydantic import ValidationError
 
     from gpu_worker import fonts
-    from gpu_worker.job import Job, decode_job_text, problems
+    from gpu_worker.job import decode_job_text, problems, validate
 
     try:
         data = decode_job_text(Path(args.job).read_bytes())
     except FileNotFoundError:
         raise InvalidJob(f"no job file at {args.job}") from None
     try:
-        job = Job.model_validate(data)
+        job = validate(data)
     except ValidationError as exc:
         for line in problems(exc):
             print(line)

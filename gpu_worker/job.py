@@ -241,10 +241,16 @@ def problems(error: ValidationError) -> list[str]:
     return lines
 
 
+def validate(data: Any) -> Job:
+    """Validate already-decoded JSON strictly, as JSON: ``"yes"`` is not a boolean and
+    ``"3"`` not a number. Raises pydantic's ValidationError listing every problem."""
+    return Job.model_validate_json(json.dumps(data), strict=True)
+
+
 def parse_job(data: Any) -> Job:
     """Validate already-decoded JSON; every problem goes into one InvalidJob message."""
     try:
-        return Job.model_validate(data)
+        return validate(data)
     except ValidationError as exc:
         found = problems(exc)
         raise InvalidJob("; ".join(found)) from exc
