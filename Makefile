@@ -31,6 +31,8 @@ lint: install-test
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
 	$(BIN)/mypy
+	$(BIN)/hadolint Dockerfile.cpu Dockerfile.cuda
+	$(BIN)/cfn-lint infra/template.yaml
 
 clean:
 	rm -rf out examples/media .pytest_cache .mypy_cache .ruff_cache
