@@ -1,0 +1,109 @@
+"""Render the reference reel (examples/hotel-reel.json: 1080x1920, 30 fps, about 14 s, four
+clips, four texts, music) N times with tracing on, and write the trace file that
+benchmarks/cost.py reads.
+
+    python benchmarks/run_reference.py --runs 3 --out benchmarks/results/traces.jsonl
+
+The inputs are generated (examples/make_media.py's recipes) into benchmarks/results/media,
+which git ignores. On a GPU instance name it, so cost.py prices the right row:
+
+    python benchmarks/run_reference.py --runs 5 --host-type g5.xlarge \\
+        --out benchmarks/results/g5.jsonl
+
+(``OTEL_RESOURCE_ATTRIBUTES=host.type=g5.xlarge`` does the same.) The encoder is chosen as
+the worker chooses it (NVENC when a session opens); ``--encoder`` forces one.
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib.util
+import json
+import os
+import sys
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+REEL = ROOT / "examples" / "hotel-reel.json"
+RESULTS = ROOT / "benchmarks" / "results"
+
+
+def make_inputs(folder: Path) -> None:
+    """The reel's inputs, made by examples/make_media.py's recipes into ``folder/media``."""
+    spec = importlib.util.spec_from_file_location("make_media", ROOT / "examples" / "make_media.py")
+    assert spec is not None and spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    setattr(module, "MEDIA", folder / "media")  # noqa: B010 - the script keeps it global
+    module.main()
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--runs", type=int, default=3, help="renders (default 3)")
+    parser.add_argument("--out", type=Path, default=RESULTS / "traces.jsonl", help="trace file")
+    parser.add_argument("--append", action="store_true", help="add to --out, do not replace")
+    parser.add_argument("--job", type=Path, default=REEL, help="job file (default: the reel)")
+    parser.add_argument("--work", type=Path, default=RESULTS, help="inputs and output folder")
+    parser.add_argument("--host-type", help="EC2 instance type, recorded as host.type")
+    parser.add_argument("--encoder", choices=("auto", "nvenc", "x264"), help="force an encoder")
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    if args.encoder:
+        os.environ["GPU_WORKER_ENCODER"] = args.encoder
+    if args.host_type:
+        extra = f"host.type={args.host_type}"
+        current = os.environ.get("OTEL_RESOURCE_ATTRIBUTES")
+        os.environ["OTEL_RESOURCE_ATTRIBUTES"] = f"{current},{extra}" if current else extra
+
+    from gpu_worker.encoder import choose_encoder
+    from gpu_worker.job import load_job
+    from gpu_worker.render import render_job
+    from gpu_worker.telemetry import JsonLinesSpanExporter, setup_telemetry, traced_job
+
+    if args.job == REEL:
+        make_inputs(args.work)
+        base_dir = args.work
+    else:
+        base_dir = args.job.resolve().parent
+    job = load_job(args.job)
+    encoder = choose_encoder()
+    telemetry = setup_telemetry(
+        span_exporters=[JsonLinesSpanExporter(args.out, append=args.append)]
+    )
+    output = args.work / "reference.mp4"
+    print(f"{args.runs} x {args.job.name} with {encoder.name} -> {args.out}", flush=True)
+    try:
+        for run in range(1, args.runs + 1):
+            started = time.perf_counter()
+            with traced_job(
+                telemetry,
+                job.job_id,
+                worker_kind=encoder.kind,
+                attributes={"benchmark.run": run, "benchmark.job": args.job.name},
+            ) as jt:
+                result = render_job(
+                    job, base_dir=base_dir, output=output, clock=jt.clock, encoder=encoder
+                )
+                jt.result(result)
+            seconds = time.perf_counter() - started
+            stages = ", ".join(f"{k} {v:.2f}" for k, v in sorted(result.timings.items()))
+            print(
+                f"run {run}: {seconds:.2f} s for {result.duration:.1f} s of "
+                f"{result.width}x{result.height}@{result.fps} ({stages})",
+                flush=True,
+            )
+    finally:
+        telemetry.shutdown()
+    resource = dict(telemetry.resource.attributes)
+    summary = {k: resource.get(k) for k in ("host.type", "host.arch", "gpu_worker.cpu_count")}
+    print(f"traces: {args.out} ({json.dumps(summary)})")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
