@@ -1,0 +1,126 @@
+"""A job's inputs, fetched from S3 into its scratch folder: every URI checked against the
+allow-list before anything is downloaded, files named by the worker (``input-000.bin``), never
+after a key, and fonts (a text's ``font_uri``) validated once and cached for the worker's life.
+
+Nothing but ``s3://`` URIs is accepted: a job can never make the worker read a local path.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import threading
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from pathlib import Path
+
+from gpu_worker import fonts
+from gpu_worker.job import Job
+from gpu_worker.stages import StageClock
+from gpu_worker.storage import S3Uri, Storage, allowed_buckets, check_allowed
+
+FONT_MAX_BYTES = 64 * 1024**2
+
+
+@dataclass(frozen=True)
+class Input:
+    """One distinct URI a job reads, the first place it is named, and whether it is a font."""
+
+    uri: str
+    s3: S3Uri
+    label: str
+    font: bool
+
+
+def plan_inputs(job: Job, configured: frozenset[str] | None) -> tuple[S3Uri, list[Input]]:
+    """The job's output and its distinct inputs, all parsed and allowed, or ``input_forbidden``."""
+    output = S3Uri.parse(job.output.uri, "output.uri")
+    allowed = allowed_buckets(configured, output.bucket)
+    check_allowed(output, allowed, "output.uri")
+    named: list[tuple[str, str, bool]] = [
+        (clip.uri, f"clips[{i}]", False) for i, clip in enumerate(job.clips)
+    ]
+    if job.audio is not None:
+        named.append((job.audio.uri, "audio", False))
+    named += [
+        (text.font_uri, f"texts[{i}].font_uri", True)
+        for i, text in enumerate(job.texts)
+        if text.font_uri is not None
+    ]
+    inputs: dict[str, Input] = {}
+    for uri, label, font in named:
+        if uri in inputs:
+            continue
+        s3 = S3Uri.parse(uri, label)
+        check_allowed(s3, allowed, label)
+        inputs[uri] = Input(uri, s3, label, font)
+    return output, list(inputs.values())
+
+
+class FontCache:
+    """Fonts fetched from S3, validated as fonts once, kept by URI and ETag."""
+
+    def __init__(self, folder: Path, storage: Storage) -> None:
+        self.folder = folder
+        self.storage = storage
+        self._lock = threading.Lock()
+        self._files: dict[tuple[str, str], Path] = {}
+        self._count = 0
+
+    def get(self, item: Input) -> tuple[Path, int]:
+        """The cached, validated font file for ``item`` and the bytes downloaded (0 if cached)."""
+        key = (str(item.s3), self.storage.etag(item.s3, item.label))
+        with self._lock:
+            hit = self._files.get(key)
+            if hit is not None and hit.exists():
+                return hit, 0
+            self._count += 1
+            path = self.folder / f"font-{self._count:04d}.bin"
+        self.folder.mkdir(parents=True, exist_ok=True)
+        size = self.storage.download(item.s3, path, item.label, FONT_MAX_BYTES)
+        try:
+            fonts.load_font_file(path)
+        except Exception:
+            path.unlink(missing_ok=True)
+            raise
+        with self._lock:
+            self._files[key] = path
+        return path, size
+
+
+def _link(source: Path, dest: Path) -> None:
+    try:
+        os.link(source, dest)
+    except OSError:
+        shutil.copyfile(source, dest)
+
+
+def fetch_inputs(
+    inputs: list[Input],
+    folder: Path,
+    storage: Storage,
+    font_cache: FontCache,
+    max_bytes: int,
+    clock: StageClock,
+    before_each: Callable[[], None] | None = None,
+) -> Mapping[str, Path]:
+    """Download every input into ``folder``; the map from job URI to local file for the render.
+
+    ``before_each`` runs before each download (the worker stops there when told to shut down).
+    """
+    fetched: dict[str, Path] = {}
+    for n, item in enumerate(inputs):
+        if before_each is not None:
+            before_each()
+        with clock.stage("fetch_inputs", uri=item.uri, bytes=0) as attrs:
+            if item.font:
+                cached, size = font_cache.get(item)
+                path = folder / f"font-{n:03d}.bin"
+                _link(cached, path)
+                attrs["cached"] = size == 0
+            else:
+                path = folder / f"input-{n:03d}.bin"
+                size = storage.download(item.s3, path, item.label, max_bytes)
+            attrs["bytes"] = size
+        fetched[item.uri] = path
+    return fetched
