@@ -153,8 +153,10 @@ def cmd_validate(args: argparse.Namespace) -> int:
                 continue
             missing = fonts.missing_glyphs(path, text.text)
             if missing:
-                found.append(f"$.texts[{i}].text: glyph_missing: {path.stem} cannot draw "
-                             + " ".join(repr(c) for c in missing))
+                found.append(
+                    f"$.texts[{i}].text: glyph_missing: {path.stem} cannot draw "
+                    + " ".join(repr(c) for c in missing)
+                )
     for line in found:
         print(line)
     if found:
@@ -250,7 +252,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     except KeyboardInterrupt:
         print("error interrupted: stopped by the user", file=sys.stderr)
         return 130
-    except Exception as exc:  # noqa: BLE001 - the last line of defence prints one line
+    except Exception as exc:  # the last line of defence prints one line
         log.debug("internal error", exc_info=True)
         message = " ".join(str(exc).split()) or type(exc).__name__
         print(f"error internal: {type(exc).__name__}: {message}", file=sys.stderr)

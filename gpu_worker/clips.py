@@ -5,7 +5,10 @@ stills all land on the right frame).
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+import contextlib
+import queue
+import threading
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -46,8 +49,21 @@ def clip_length(clip: Clip, info: MediaInfo, index: int) -> float:
     return clip.duration
 
 
-def filter_chain(rotation: int, fit: Fit, width: int, height: int) -> list[tuple[str, str]]:
-    """The filters (name, args) that turn a decoded picture into an upright output frame."""
+def cover_crop(src_w: int, src_h: int, width: int, height: int) -> tuple[int, int, int, int]:
+    """The centred part (w, h, x, y) of an upright ``src_w`` x ``src_h`` picture that has the
+    output's shape: cropping it *before* scaling scales only the pixels that are kept."""
+    if src_w * height > width * src_h:  # wider than the output: trim the sides
+        w, h = min(src_w, max(2, round(src_h * width / height))), src_h
+    else:  # taller: trim top and bottom
+        w, h = src_w, min(src_h, max(2, round(src_w * height / width)))
+    return w, h, (src_w - w) // 2, (src_h - h) // 2
+
+
+def filter_chain(
+    rotation: int, fit: Fit, width: int, height: int, src_w: int, src_h: int
+) -> list[tuple[str, str]]:
+    """The filters (name, args) that turn a decoded picture (upright size ``src_w`` x
+    ``src_h``) into an upright output frame, in one libavfilter pass."""
     chain: list[tuple[str, str]] = []
     if rotation == 90:
         chain.append(("transpose", "cclock"))
@@ -57,10 +73,10 @@ def filter_chain(rotation: int, fit: Fit, width: int, height: int) -> list[tuple
         chain += [("hflip", ""), ("vflip", "")]
     size = f"w={width}:h={height}"
     if fit is Fit.COVER:
-        chain += [
-            ("scale", f"{size}:force_original_aspect_ratio=increase:flags=bicubic:{_COLOR}"),
-            ("crop", f"{width}:{height}"),
-        ]
+        cw, ch, cx, cy = cover_crop(src_w, src_h, width, height)
+        if (cw, ch) != (src_w, src_h):
+            chain.append(("crop", f"{cw}:{ch}:{cx}:{cy}"))
+        chain.append(("scale", f"{size}:flags=bicubic:{_COLOR}"))
     else:  # CONTAIN; BLUR builds its own graph around this
         chain += [
             (
@@ -77,12 +93,21 @@ def filter_chain(rotation: int, fit: Fit, width: int, height: int) -> list[tuple
 class _Fitter:
     """A libavfilter graph doing rotation, scaling, cropping/padding (and blur) in one pass."""
 
-    def __init__(self, stream: Any, rotation: int, fit: Fit, width: int, height: int) -> None:
+    def __init__(
+        self,
+        stream: Any,
+        rotation: int,
+        fit: Fit,
+        width: int,
+        height: int,
+        src_w: int,
+        src_h: int,
+    ) -> None:
         graph = av.filter.Graph()
         src = graph.add_buffer(template=stream)
         sink = graph.add("buffersink")
         if fit is Fit.BLUR:
-            pre = [f for f in filter_chain(rotation, Fit.COVER, width, height)]
+            pre = filter_chain(rotation, Fit.COVER, width, height, src_w, src_h)
             turn = [f for f in pre if f[0] in ("transpose", "hflip", "vflip")]
             last = src
             for name, args in turn:
@@ -129,7 +154,7 @@ class _Fitter:
             fmt.link_to(sink)
         else:
             last = src
-            for name, args in filter_chain(rotation, fit, width, height):
+            for name, args in filter_chain(rotation, fit, width, height, src_w, src_h):
                 node = graph.add(name, args) if args else graph.add(name)
                 last.link_to(node)
                 last = node
@@ -174,7 +199,10 @@ class ClipReader:
         self.stream = self.container.streams.video[0]
         self.stream.thread_type = "AUTO"
         self.stream.codec_context.thread_count = threads
-        self.fitter = _Fitter(self.stream, info.video.rotation, clip.fit, width, height)
+        src_w, src_h = info.video.display_size
+        self.fitter = _Fitter(
+            self.stream, info.video.rotation, clip.fit, width, height, src_w, src_h
+        )
         self.times = ClipTimes(Stopwatch(), Stopwatch())
         self._origin = self._stream_origin()
         self._decoded = self._decode()
@@ -254,3 +282,57 @@ class ClipReader:
 
     def close(self) -> None:
         self.container.close()
+
+
+_DONE = object()
+
+
+class Prefetcher:
+    """Runs a ClipReader in a background thread, a few frames ahead of the encoder.
+
+    PyAV releases the GIL while FFmpeg decodes and scales, so decoding the next frames
+    overlaps with compositing and encoding the current one. ``times`` are the clip's local
+    times in the order the render asks for them.
+    """
+
+    def __init__(self, reader: ClipReader, times: Sequence[float], depth: int = 4) -> None:
+        self.reader = reader
+        self._queue: queue.Queue[object] = queue.Queue(maxsize=depth)
+        self._stop = threading.Event()
+        self._thread = threading.Thread(
+            target=self._run, args=(list(times),), name=f"decode-{reader.label}", daemon=True
+        )
+        self._thread.start()
+
+    def _run(self, times: list[float]) -> None:
+        try:
+            for t in times:
+                frame = self.reader.frame_at(t)
+                while not self._stop.is_set():
+                    try:
+                        self._queue.put(frame, timeout=0.1)
+                        break
+                    except queue.Full:
+                        continue
+                if self._stop.is_set():
+                    return
+            self._queue.put(_DONE)
+        except BaseException as exc:  # handed to the consumer, raised there
+            self._queue.put(exc)
+
+    def next(self) -> av.VideoFrame:
+        """The fitted frame for the next time in ``times``."""
+        item = self._queue.get()
+        if isinstance(item, BaseException):
+            raise item
+        if item is _DONE:
+            raise RuntimeError("more frames asked of a clip than were planned")
+        assert isinstance(item, av.VideoFrame)
+        return item
+
+    def close(self) -> None:
+        self._stop.set()
+        while self._thread.is_alive():
+            with contextlib.suppress(queue.Empty):
+                self._queue.get(timeout=0.05)
+        self.reader.close()

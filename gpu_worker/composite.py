@@ -78,7 +78,11 @@ def to_yuv_sprite(image: Image.Image, x: int, y: int) -> YuvSprite:
 
 
 def _blend(plane: U8, pre: U16, alpha: U16, x: int, y: int, factor: int) -> None:
-    """plane[y:, x:] = pre*f + plane*(1 - alpha*f), clipped to the plane, in place."""
+    """plane = pre*f + plane*(1 - alpha*f) inside the sprite's box, clipped, in place.
+
+    Integer maths in uint16: ``(v + 128 + ((v + 128) >> 8)) >> 8`` is ``round(v / 255)`` for
+    every v up to 255*255, without a division.
+    """
     ph, pw = plane.shape
     h, w = alpha.shape
     x0, y0 = max(x, 0), max(y, 0)
@@ -88,12 +92,21 @@ def _blend(plane: U8, pre: U16, alpha: U16, x: int, y: int, factor: int) -> None
     sub_a = alpha[y0 - y : y1 - y, x0 - x : x1 - x]
     sub_p = pre[y0 - y : y1 - y, x0 - x : x1 - x]
     if factor != 255:
-        sub_a = (sub_a * factor + 127) // 255
-        sub_p = (sub_p * factor + 127) // 255
+        sub_a = _div255(sub_a * np.uint16(factor))
+        sub_p = _div255(sub_p * np.uint16(factor))
     region = plane[y0:y1, x0:x1]
-    mixed = sub_p + (region * (255 - sub_a) + 127) // 255
-    np.minimum(mixed, 255, out=mixed)
+    mixed = region * (np.uint16(255) - sub_a)
+    mixed = _div255(mixed)
+    mixed += sub_p
+    np.minimum(mixed, 255, out=mixed)  # rounding can reach 256 where alpha is full
     region[...] = mixed
+
+
+def _div255(v: U16) -> U16:
+    v = v + np.uint16(128)
+    v += v >> 8
+    v >>= 8
+    return v
 
 
 def blend_sprite(planes: tuple[U8, U8, U8], sprite: YuvSprite, alpha: float, dy: int = 0) -> None:

@@ -12,7 +12,7 @@ import logging
 import math
 import os
 import uuid
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from fractions import Fraction
 from pathlib import Path
@@ -23,7 +23,7 @@ from PIL import Image
 
 from gpu_worker import audio as soundtrack
 from gpu_worker import fonts
-from gpu_worker.clips import ClipReader, clip_length
+from gpu_worker.clips import ClipReader, Prefetcher, clip_length
 from gpu_worker.composite import U8, YuvSprite, blend_sprite, darken, mix, to_yuv_sprite
 from gpu_worker.encoder import (
     EncoderChoice,
@@ -46,6 +46,7 @@ from gpu_worker.media import MediaInfo, probe
 from gpu_worker.stages import StageClock, Stopwatch
 from gpu_worker.text import render_text
 from gpu_worker.timeline import (
+    Layer,
     Placement,
     frame_count,
     layers_at,
@@ -147,12 +148,15 @@ class Composition:
         )
 
     def compose(
-        self, n: int, readers: Mapping[int, ClipReader], times: Stopwatch | None = None
+        self,
+        n: int,
+        fitted: Sequence[tuple[Layer, av.VideoFrame]],
+        times: Stopwatch | None = None,
     ) -> av.VideoFrame:
-        """Output frame ``n``: its clip layers mixed, then each visible text blended."""
+        """Output frame ``n`` from its clip layers' fitted frames: the layers mixed, then
+        each visible text blended."""
         t = self.time_of(n)
-        layers = layers_at(self.placements, t)
-        fitted = [(layer, readers[layer.index].frame_at(layer.local_time)) for layer in layers]
+        layers = [layer for layer, _ in fitted]
         watch = times or Stopwatch()
         with watch:
             arr: U8 | None = None
@@ -178,7 +182,7 @@ class Composition:
                 state = text_state(t, text.start, text.end, spec.animation, spec.opacity, h)
                 if state.alpha > 0:
                     blend_sprite(planes, text.sprite, state.alpha, state.dy)
-            out = av.VideoFrame.from_ndarray(arr, format="yuv420p")
+            out = av.VideoFrame.from_numpy_buffer(arr, format="yuv420p")
         out.pts = n
         out.time_base = Fraction(1, self.fps)
         return out
@@ -374,19 +378,28 @@ def _encode(
         pending_audio: av.AudioFrame | None = next(audio_frames, None)
         poster_n = comp.poster_frame() if tmp_poster is not None else -1
 
-        readers: dict[int, ClipReader] = {}
+        plan = [layers_at(comp.placements, comp.time_of(n)) for n in range(comp.frames)]
+        wanted: dict[int, list[float]] = {p.index: [] for p in comp.placements}
+        for layers in plan:
+            for layer in layers:
+                wanted[layer.index].append(layer.local_time)
+        readers: dict[int, Prefetcher] = {}
         composite = {p.index: Stopwatch() for p in comp.placements}
         encode = {p.index: Stopwatch() for p in comp.placements}
         try:
-            for n in range(comp.frames):
-                t = comp.time_of(n)
-                active = {layer.index for layer in layers_at(comp.placements, t)}
-                for index in sorted(active - readers.keys()):
-                    readers[index] = comp.open_reader(index)
-                for index in sorted(readers.keys() - active):
+            for n, layers in enumerate(plan):
+                active = {layer.index for layer in layers}
+                for index in sorted(i for i in readers if i < min(active)):  # finished
                     _close(readers.pop(index), index, clock, composite, encode)
+                for index in sorted(active - readers.keys()):
+                    readers[index] = Prefetcher(comp.open_reader(index), wanted[index])
+                # Open the next clip a little ahead so its first frames are decoded in time.
+                upcoming = {la.index for la in plan[min(n + 8, len(plan) - 1)]} - active
+                for index in sorted(upcoming - readers.keys()):
+                    readers[index] = Prefetcher(comp.open_reader(index), wanted[index])
                 top = max(active)
-                frame = comp.compose(n, readers, composite[top])
+                fitted = [(layer, readers[layer.index].next()) for layer in layers]
+                frame = comp.compose(n, fitted, composite[top])
                 if n == poster_n and tmp_poster is not None:
                     to_rgb_image(frame).save(tmp_poster, format="JPEG", quality=90)
                 with encode[top]:
@@ -419,13 +432,14 @@ def _encode(
 
 
 def _close(
-    reader: ClipReader,
+    prefetcher: Prefetcher,
     index: int,
     clock: StageClock,
     composite: dict[int, Stopwatch],
     encode: dict[int, Stopwatch],
 ) -> None:
-    reader.close()
+    prefetcher.close()
+    reader = prefetcher.reader
     clock.record("decode", reader.times.decode.seconds + reader.times.scale.seconds, clip=index)
     clock.record("composite", composite[index].seconds, clip=index)
     clock.record("encode", encode[index].seconds, clip=index)
@@ -448,7 +462,8 @@ def preview_frame(
     layers = layers_at(comp.placements, comp.time_of(n))
     readers = {layer.index: comp.open_reader(layer.index, layer.local_time) for layer in layers}
     try:
-        frame = comp.compose(n, readers)
+        fitted = [(layer, readers[layer.index].frame_at(layer.local_time)) for layer in layers]
+        frame = comp.compose(n, fitted)
     finally:
         for reader in readers.values():
             reader.close()

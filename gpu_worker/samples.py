@@ -67,7 +67,9 @@ def make_clip(
     turns = (rotation // 90) % 4  # quarter turns clockwise applied to the stored pixels
     stored_w, stored_h = (height, width) if turns % 2 else (width, height)
     with av.open(str(path), "w") as out:
-        stream = add_video_stream(out, codec, stored_w, stored_h, Fraction(fps).limit_denominator(1001))
+        stream = add_video_stream(
+            out, codec, stored_w, stored_h, Fraction(fps).limit_denominator(1001)
+        )
         stream.pix_fmt = pix_fmt
         stream.time_base = time_base
         if codec == "libx264":
