@@ -132,6 +132,11 @@ class Settings:
     def from_env(cls, env: Mapping[str, str] | None = None) -> Settings:
         """Read every setting; a missing or malformed one raises ``InternalError``."""
         env = os.environ if env is None else env
+        missing = [
+            name for name in (QUEUE_URL, WEBHOOK_URL, WEBHOOK_SECRET) if not _text(env, name)
+        ]
+        if missing:
+            raise _fail(", ".join(missing), "not set")
         try:
             key = parse_secret(_required(env, WEBHOOK_SECRET))
         except ValueError as exc:

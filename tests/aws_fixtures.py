@@ -1,7 +1,7 @@
 """Shared fixtures of the queue-worker tests: a moto server (S3 + SQS over real HTTP), a
 webhook receiver that records requests and can fail or be down, an S3 that only fails, and
-tiny sample media. Test modules load it with ``pytest_plugins = ["aws_fixtures"]`` and import its helpers, so
-it is not assertion-rewritten (PYTEST_DONT_REWRITE): it holds no asserts.
+tiny sample media. Test modules load it with ``pytest_plugins = ["aws_fixtures"]`` and import
+its helpers, so it is not assertion-rewritten (PYTEST_DONT_REWRITE): it holds no asserts.
 """
 
 from __future__ import annotations
@@ -206,7 +206,7 @@ class Aws:
         self.s3.put_object(Bucket=self.bucket, Key=key, Body=body)
         return f"s3://{self.bucket}/{key}"
 
-    def keys(self, bucket: str | None = None) -> list[str]:
+    def object_keys(self, bucket: str | None = None) -> list[str]:
         answer = self.s3.list_objects_v2(Bucket=bucket or self.bucket)
         return sorted(item["Key"] for item in answer.get("Contents", []))
 
@@ -237,13 +237,13 @@ def aws(moto_endpoint: str) -> Aws:
     bucket = f"media-{name}"
     s3.create_bucket(Bucket=bucket)
     dlq_url = sqs.create_queue(QueueName=f"jobs-{name}-dlq")["QueueUrl"]
-    dlq_arn = sqs.get_queue_attributes(QueueUrl=dlq_url, AttributeNames=["QueueArn"])[
-        "Attributes"
-    ]["QueueArn"]
+    dlq_arn = sqs.get_queue_attributes(QueueUrl=dlq_url, AttributeNames=["QueueArn"])["Attributes"][
+        "QueueArn"
+    ]
     policy = json.dumps({"deadLetterTargetArn": dlq_arn, "maxReceiveCount": 2})
-    queue_url = sqs.create_queue(
-        QueueName=f"jobs-{name}", Attributes={"RedrivePolicy": policy}
-    )["QueueUrl"]
+    queue_url = sqs.create_queue(QueueName=f"jobs-{name}", Attributes={"RedrivePolicy": policy})[
+        "QueueUrl"
+    ]
     return Aws(moto_endpoint, s3, sqs, bucket, queue_url, dlq_url)
 
 
@@ -300,9 +300,7 @@ def media(tmp_path_factory: pytest.TempPathFactory) -> Media:
     folder = tmp_path_factory.mktemp("media")
     return Media(
         clip=samples.make_clip(folder / "a.mp4", width=64, height=112, fps=10, seconds=1),
-        clip2=samples.make_clip(
-            folder / "b.mp4", width=64, height=112, fps=10, seconds=1, hue=0.5
-        ),
+        clip2=samples.make_clip(folder / "b.mp4", width=64, height=112, fps=10, seconds=1, hue=0.5),
         music=samples.make_music(folder / "m.m4a", seconds=1),
         image=samples.make_image(folder / "i.png", width=64, height=48),
         long_clip=samples.make_clip(

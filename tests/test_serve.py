@@ -1,0 +1,604 @@
+"""The queue worker end to end, over real protocols: moto's S3 and SQS, a webhook receiver, an
+ECS agent stand-in, and `python -m gpu_worker serve` killed or stopped mid-render."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import struct
+import subprocess
+import sys
+import threading
+import time
+import zlib
+from collections.abc import Iterator
+from contextlib import contextmanager
+from http.server import ThreadingHTTPServer
+from pathlib import Path
+from typing import Any
+
+import pytest
+from aws_fixtures import (
+    SECRET,
+    Aws,
+    Media,
+    Receiver,
+    client,
+    job,
+    s3_endpoint,
+    worker_env,
+)
+
+from gpu_worker import cli
+from gpu_worker.client import submit_job, verify_webhook
+from gpu_worker.errors import InternalError
+from gpu_worker.media import probe
+from gpu_worker.serve import (
+    JobContext,
+    Outcome,
+    Worker,
+    finish_in_time,
+    retry_visibility,
+)
+from gpu_worker.settings import Settings
+from gpu_worker.stages import StageRecord
+from gpu_worker.webhook import webhook_id
+
+pytest_plugins = ["aws_fixtures"]
+
+REPO = Path(__file__).resolve().parent.parent
+
+
+# --------------------------------------------------------------------------------------------
+# pure parts
+
+
+@pytest.mark.parametrize(
+    ("receive_count", "base", "cap", "seconds"),
+    [
+        (1, 30, 900, 30),
+        (2, 30, 900, 60),
+        (3, 30, 900, 120),
+        (5, 30, 900, 480),
+        (6, 30, 900, 900),  # 960 capped
+        (40, 30, 900, 900),
+        (1, 1, 900, 1),
+        (3, 1, 900, 4),
+        (0, 30, 900, 30),  # a missing count counts as the first
+        (3, 0, 900, 0),  # base 0: straight back
+        (30, 60, 100_000, 43_200),  # never beyond SQS's 12 hours
+    ],
+)
+def test_retry_visibility(receive_count: int, base: float, cap: float, seconds: int) -> None:
+    assert retry_visibility(receive_count, base, cap) == seconds
+
+
+@pytest.mark.parametrize(
+    ("per_frame", "left_frames", "seconds_left", "finish"),
+    [
+        (None, 1000, 5.0, True),  # no estimate yet: keep going, look again next frame
+        (None, 1000, 0.0, False),  # past the deadline
+        (0.01, 100, 5.0, True),
+        (0.01, 1000, 5.0, False),
+        (0.05, 100, 5.0, True),  # exactly on time
+        (0.05, 101, 5.0, False),
+        (0.01, 0, 0.5, True),
+    ],
+)
+def test_finish_in_time(
+    per_frame: float | None, left_frames: int, seconds_left: float, finish: bool
+) -> None:
+    assert finish_in_time(per_frame, left_frames, seconds_left) is finish
+
+
+def test_job_context_from_a_message() -> None:
+    ctx = JobContext.from_message(
+        {
+            "MessageId": "m-1",
+            "ReceiptHandle": "r",
+            "Body": "{}",
+            "Attributes": {"SentTimestamp": "1700000000000", "ApproximateReceiveCount": "3"},
+            "MessageAttributes": {"traceparent": {"StringValue": "00-abc-def-01"}},
+        }
+    )
+    ctx.received_at = 1_700_000_012.5
+    assert (ctx.receive_count, ctx.traceparent, ctx.queue_wait) == (3, "00-abc-def-01", 12.5)
+    assert ctx.subject == "sqs-message-m-1"
+    bare = JobContext.from_message({"MessageId": "m-2", "ReceiptHandle": "r"})
+    assert (bare.receive_count, bare.traceparent, bare.queue_wait) == (1, None, None)
+
+
+# --------------------------------------------------------------------------------------------
+# settings
+
+
+def base_env(**extra: str) -> dict[str, str]:
+    env = {
+        "SQS_QUEUE_URL": "https://sqs.eu-west-1.amazonaws.com/1/jobs",
+        "WEBHOOK_URL": "https://api.example.com/hooks/video",
+        "WEBHOOK_SECRET": SECRET,
+    }
+    env.update(extra)
+    return env
+
+
+def test_settings_defaults() -> None:
+    settings = Settings.from_env(base_env())
+    assert settings.concurrency == 1 and settings.stop_deadline == 100.0
+    assert settings.allowed_buckets is None and not settings.webhook_allow_private
+    assert settings.max_receives is None and settings.ecs_agent_uri is None
+    assert settings.limits.max_clips == 100
+    assert "whsec" not in repr(settings) and "0123456789abcdef" not in repr(settings)
+
+
+def test_settings_read_every_variable(tmp_path: Path) -> None:
+    settings = Settings.from_env(
+        base_env(
+            GPU_WORKER_ALLOWED_BUCKETS=" media, uploads ,,",
+            GPU_WORKER_CONCURRENCY="3",
+            GPU_WORKER_STOP_DEADLINE="45.5",
+            GPU_WORKER_SCRATCH_DIR=str(tmp_path),
+            GPU_WORKER_WEBHOOK_ALLOW_PRIVATE="1",
+            WEBHOOK_URL="http://127.0.0.1:9/hook",
+            GPU_WORKER_MAX_RECEIVES="4",
+            GPU_WORKER_MAX_CLIPS="7",
+            AWS_DEFAULT_REGION="eu-west-1",
+            ECS_AGENT_URI="http://169.254.170.2/api/x",
+        )
+    )
+    assert settings.allowed_buckets == {"media", "uploads"}
+    assert (settings.concurrency, settings.stop_deadline) == (3, 45.5)
+    assert settings.scratch_dir == tmp_path and settings.max_receives == 4
+    assert settings.limits.max_clips == 7 and settings.region == "eu-west-1"
+
+
+@pytest.mark.parametrize(
+    ("change", "message"),
+    [
+        ({"SQS_QUEUE_URL": ""}, "setting SQS_QUEUE_URL: not set"),
+        ({"WEBHOOK_SECRET": "hunter2"}, "WEBHOOK_SECRET"),
+        ({"WEBHOOK_URL": "ftp://example.com/x"}, "not an http"),
+        ({"WEBHOOK_URL": "https://user:pw@example.com/x"}, "credentials"),
+        ({"WEBHOOK_URL": "http://127.0.0.1/hook"}, "not a public address"),
+        ({"WEBHOOK_URL": "http://169.254.169.254/latest"}, "not a public address"),
+        ({"GPU_WORKER_CONCURRENCY": "0"}, "outside"),
+        ({"GPU_WORKER_CONCURRENCY": "two"}, "not a number"),
+        ({"GPU_WORKER_CONCURRENCY": "1.5"}, "whole number"),
+        ({"GPU_WORKER_STOP_DEADLINE": "-1"}, "outside"),
+        ({"GPU_WORKER_WEBHOOK_ALLOW_PRIVATE": "maybe"}, "not 1 or 0"),
+        ({"GPU_WORKER_MAX_CLIPS": "many"}, "not a number"),
+    ],
+)
+def test_settings_refuse(change: dict[str, str], message: str) -> None:
+    with pytest.raises(InternalError, match=message):
+        Settings.from_env(base_env(**change))
+
+
+def test_serve_without_settings_exits_1(
+    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    for name in ("SQS_QUEUE_URL", "WEBHOOK_URL", "WEBHOOK_SECRET"):
+        monkeypatch.delenv(name, raising=False)
+    assert cli.main(["serve"]) == 1
+    expected = "error internal: setting SQS_QUEUE_URL, WEBHOOK_URL, WEBHOOK_SECRET: not set"
+    assert expected in capsys.readouterr().err
+
+
+# --------------------------------------------------------------------------------------------
+# in-process worker
+
+
+class Recorder:
+    """A ``job_hooks`` like the telemetry layer's: sees each context and every stage."""
+
+    def __init__(self) -> None:
+        self.contexts: list[JobContext] = []
+        self.stages: list[StageRecord] = []
+        self.started = threading.Event()
+
+    @contextmanager
+    def __call__(self, ctx: JobContext) -> Iterator[None]:
+        self.contexts.append(ctx)
+        ctx.clock.listeners.append(self.stages.append)
+        self.started.set()
+        yield
+        assert ctx.outcome is not None  # decided before the hook closes
+
+    def named(self, name: str) -> list[StageRecord]:
+        return [s for s in self.stages if s.name == name]
+
+
+@pytest.fixture
+def make_worker(aws: Aws, receiver: Receiver, tmp_path: Path) -> Iterator[Any]:
+    made: list[Worker] = []
+
+    def make(s3: Any = None, hooks: Any = None, **env: str) -> Worker:
+        settings = Settings.from_env(worker_env(aws, receiver.url, tmp_path / "scratch", **env))
+        worker = Worker(settings, sqs=aws.sqs, s3=s3 or aws.s3, job_hooks=hooks)
+        worker.open()
+        made.append(worker)
+        return worker
+
+    yield make
+    for worker in made:
+        worker.close()
+
+
+def webhooks(receiver: Receiver) -> list[dict[str, Any]]:
+    """Every webhook received, each checked against the secret."""
+    return [verify_webhook(r.headers, r.body, SECRET) for r in receiver.posts()]
+
+
+def test_end_to_end(
+    aws: Aws,
+    media: Media,
+    receiver: Receiver,
+    ecs_agent: Receiver,
+    make_worker: Any,
+    tmp_path: Path,
+) -> None:
+    recorder = Recorder()
+    worker = make_worker(hooks=recorder, ECS_AGENT_URI=ecs_agent.url)
+    clips = [aws.put("in/a.mp4", media.clip), aws.put("in/b.mp4", media.clip2)]
+    spec = job(
+        aws,
+        clips,
+        job_id="hotel-42",
+        output={"poster": True},
+        audio={"uri": aws.put("in/music.m4a", media.music)},
+        texts=[{"text": "Hi", "font_uri": aws.put("fonts/Bold.ttf", media.font), "size": 14}],
+        metadata={"listing": 42},
+    )
+    spec["clips"][1]["transition"] = {"type": "crossfade", "duration": 0.3}
+    trace = "00-" + "1" * 32 + "-" + "2" * 16 + "-01"
+    submit_job(aws.queue_url, spec, sqs=aws.sqs, traceparent=trace)
+
+    (ctx,) = worker.poll_once(wait=1)
+
+    assert ctx.outcome is Outcome.COMPLETED and ctx.error is None
+    assert aws.object_keys() == sorted(
+        [
+            "fonts/Bold.ttf",
+            "in/a.mp4",
+            "in/b.mp4",
+            "in/music.m4a",
+            "out/hotel-42.jpg",
+            "out/hotel-42.mp4",
+        ]
+    )
+    local = tmp_path / "check.mp4"
+    local.write_bytes(aws.get("out/hotel-42.mp4"))
+    info = probe(local, "output")
+    assert info.video is not None and info.audio is not None
+    assert (info.video.width, info.video.height) == (64, 112)
+    assert aws.get("out/hotel-42.jpg")[:3] == b"\xff\xd8\xff"
+
+    (event,) = webhooks(receiver)
+    assert receiver.posts()[0].headers["webhook-id"] == webhook_id("hotel-42", "video.completed")
+    assert event["type"] == "video.completed" and event["job_id"] == "hotel-42"
+    assert event["error"] is None and event["metadata"] == {"listing": 42}
+    output = event["output"]
+    assert output["uri"] == f"s3://{aws.bucket}/out/hotel-42.mp4"
+    assert output["poster_uri"] == f"s3://{aws.bucket}/out/hotel-42.jpg"
+    assert (output["width"], output["height"]) == (64, 112)
+    assert output["size_bytes"] == len(aws.get("out/hotel-42.mp4"))
+    assert 1.5 < output["duration"] < 2.0
+    assert event["encoder"] == "libx264"
+    assert {"fetch_inputs", "probe", "encode", "upload"} <= set(event["timings"])
+
+    assert aws.counts() == (0, 0)  # the message is gone
+    puts = [r.json() for r in ecs_agent.requests]
+    assert puts[0] == {"ProtectionEnabled": True, "ExpiresInMinutes": 30}
+    assert puts[-1] == {"ProtectionEnabled": False}
+    assert all(r.path == "/task-protection/v1/state" for r in ecs_agent.requests)
+
+    assert recorder.contexts == [ctx]
+    assert ctx.job_id == "hotel-42" and ctx.traceparent == trace and ctx.receive_count == 1
+    assert ctx.queue_wait is not None and 0 <= ctx.queue_wait < 30
+    fetched = recorder.named("fetch_inputs")
+    assert sorted(s.attributes["uri"] for s in fetched) == sorted(
+        [*clips, spec["audio"]["uri"], spec["texts"][0]["font_uri"]]
+    )
+    assert all(s.attributes["bytes"] > 0 for s in fetched)
+    assert len(recorder.named("upload")) == 1
+    (hook,) = recorder.named("webhook")
+    assert hook.attributes["delivered"] is True
+    assert [p.name for p in worker.root.iterdir()] == ["fonts"]  # no job folder left
+
+
+def test_redelivered_job_gives_the_same_key_and_webhook_id(
+    aws: Aws, media: Media, receiver: Receiver, make_worker: Any
+) -> None:
+    recorder = Recorder()
+    worker = make_worker(hooks=recorder)
+    font = aws.put("fonts/Bold.ttf", media.font)
+    spec = job(
+        aws, [aws.put("a.mp4", media.clip)], texts=[{"text": "Again", "font_uri": font, "size": 12}]
+    )
+    aws.send(json.dumps(spec))
+    aws.send(json.dumps(spec))
+    outcomes = [c.outcome for c in worker.poll_once(wait=1) + worker.poll_once(wait=1)]
+    assert outcomes == [Outcome.COMPLETED, Outcome.COMPLETED]
+    assert [k for k in aws.object_keys() if k.startswith("out/")] == [f"out/{spec['job_id']}.mp4"]
+    ids = {r.headers["webhook-id"] for r in receiver.posts()}
+    assert len(receiver.posts()) == 2 and len(ids) == 1
+    fonts = [
+        s.attributes["cached"]
+        for s in recorder.named("fetch_inputs")
+        if "fonts/" in s.attributes["uri"]
+    ]
+    assert fonts == [False, True]  # fetched once per worker
+
+
+def test_poison_messages_fail_once_and_are_deleted(
+    aws: Aws, receiver: Receiver, make_worker: Any
+) -> None:
+    worker = make_worker()
+    junk = "".join(chr(0x41 + (i * 7919) % 26) for i in range(1_000_000))
+    bodies = [
+        "this is { not json",
+        json.dumps({"version": 1, "job_id": 5, "clips": "all of them", "output": []}),
+        junk,
+        json.dumps(job(aws, [f"s3://{aws.bucket}/a.mp4"], job_id="bad-1", texts=[{"text": 3}])),
+    ]
+    for body in bodies:
+        aws.send(body)
+    contexts = [c for _ in bodies for c in worker.poll_once(wait=1)]
+    assert [c.outcome for c in contexts] == [Outcome.FAILED] * 4
+    events = webhooks(receiver)
+    assert [e["error"]["code"] for e in events] == ["invalid_job"] * 4
+    assert all(e["type"] == "video.failed" for e in events)
+    assert [e["job_id"] for e in events] == [None, None, None, "bad-1"]
+    assert "texts[0]" in events[3]["error"]["message"]
+    assert aws.counts() == (0, 0)
+    assert worker.poll_once(wait=0) == []  # alive, nothing left
+
+
+def _huge_png() -> bytes:
+    def chunk(tag: bytes, data: bytes) -> bytes:
+        return struct.pack(">I", len(data)) + tag + data + struct.pack(">I", zlib.crc32(tag + data))
+
+    header = struct.pack(">IIBBBBB", 100_000, 100_000, 8, 2, 0, 0, 0)
+    return (
+        b"\x89PNG\r\n\x1a\n"
+        + chunk(b"IHDR", header)
+        + chunk(b"IDAT", zlib.compress(b"\0" * 64))
+        + chunk(b"IEND", b"")
+    )
+
+
+HOSTILE = {
+    # name: (what the object holds, the error code the job must fail with)
+    "hls playlist named .mp4": ("playlist", "unsupported_input"),
+    "concat script named .mp4": ("concat", "unsupported_input"),
+    "text file": ("text", "input_unreadable"),
+    "zero bytes": ("empty", "input_unreadable"),
+    "truncated mp4": ("truncated", "input_unreadable"),
+    "png declaring 100000x100000": ("huge", "limit_exceeded"),
+    "key with ../": ("dotdot", "input_forbidden"),
+    "local path": ("local", "input_forbidden"),
+    "file:// uri": ("file-uri", "input_forbidden"),
+    "bucket not allowed": ("other-bucket", "input_forbidden"),
+    "missing object": ("missing", "input_not_found"),
+    "font_uri that is no font": ("bad-font", "input_unreadable"),
+}
+
+
+@pytest.mark.parametrize("case", list(HOSTILE))
+def test_hostile_inputs_fail_with_a_clear_code(
+    case: str, aws: Aws, media: Media, receiver: Receiver, make_worker: Any
+) -> None:
+    kind, code = HOSTILE[case]
+    worker = make_worker()
+    outside = str(media.clip)  # a real video outside the scratch folder: never to be read
+    texts: list[dict[str, Any]] = []
+    clip = aws.put("in/ok.mp4", media.clip)
+    if kind == "playlist":
+        uri = aws.put("in/x.mp4", f"#EXTM3U\n#EXTINF:1,\n{outside}\n#EXT-X-ENDLIST\n".encode())
+    elif kind == "concat":
+        uri = aws.put("in/x.mp4", f"ffconcat version 1.0\nfile '{outside}'\n".encode())
+    elif kind == "text":
+        uri = aws.put("in/x.mp4", b"just some notes, not a video\n" * 20)
+    elif kind == "empty":
+        uri = aws.put("in/x.mp4", b"")
+    elif kind == "truncated":
+        uri = aws.put("in/x.mp4", media.clip.read_bytes()[: media.clip.stat().st_size // 3])
+    elif kind == "huge":
+        uri = aws.put("in/x.png", _huge_png())
+    elif kind == "dotdot":
+        uri = f"s3://{aws.bucket}/in/../../etc/passwd"
+    elif kind == "local":
+        uri = outside
+    elif kind == "file-uri":
+        uri = f"file://{outside}"
+    elif kind == "other-bucket":
+        aws.s3.create_bucket(Bucket=f"{aws.bucket}-x")
+        aws.s3.put_object(Bucket=f"{aws.bucket}-x", Key="a.mp4", Body=media.clip.read_bytes())
+        uri = f"s3://{aws.bucket}-x/a.mp4"
+    elif kind == "missing":
+        uri = f"s3://{aws.bucket}/in/nothing.mp4"
+    else:
+        uri = clip
+        texts = [{"text": "x", "size": 10, "font_uri": aws.put("f/x.ttf", b"not a font" * 50)}]
+    aws.send(json.dumps(job(aws, [clip, uri], texts=texts)))
+
+    (ctx,) = worker.poll_once(wait=1)
+
+    assert ctx.outcome is Outcome.FAILED
+    assert ctx.error is not None and ctx.error.code == code
+    (event,) = webhooks(receiver)
+    assert event["type"] == "video.failed" and event["error"]["code"] == code
+    assert event["job_id"] == ctx.job_id
+    assert aws.counts() == (0, 0)
+    assert not [k for k in aws.object_keys() if k.startswith("out/")]
+    assert [p.name for p in worker.root.iterdir()] in ([], ["fonts"])
+
+
+def test_s3_errors_are_retried_then_dead_lettered(
+    aws: Aws, failing_s3: ThreadingHTTPServer, receiver: Receiver, make_worker: Any
+) -> None:
+    worker = make_worker(s3=client("s3", s3_endpoint(failing_s3), attempts=1))
+    assert worker.max_receives == 2  # read from the queue's redrive policy
+    body = json.dumps(job(aws, [f"s3://{aws.bucket}/a.mp4"], job_id="flaky-1"))
+    aws.send(body)
+
+    (first,) = worker.poll_once(wait=1)
+    assert first.outcome is Outcome.RETRY and first.error is not None
+    assert first.error.code == "transient"
+    assert receiver.posts() == []  # not the last attempt: no webhook yet
+    assert worker.poll_once(wait=0) == []  # hidden for a while (1 s, then 2 s)
+    assert aws.counts() == (0, 1)
+
+    (second,) = worker.poll_once(wait=3)
+    assert second.outcome is Outcome.RETRY and second.receive_count == 2
+    (event,) = webhooks(receiver)  # the last attempt tells the backend
+    assert event["type"] == "video.failed" and event["job_id"] == "flaky-1"
+    assert event["error"]["code"] == "transient" and "dead-letter" in event["error"]["message"]
+
+    assert worker.poll_once(wait=4) == []  # SQS moves it to the dead-letter queue
+    assert aws.counts() == (0, 0)
+    (dead,) = aws.sqs.receive_message(QueueUrl=aws.dlq_url, WaitTimeSeconds=1)["Messages"]
+    assert dead["Body"] == body
+
+
+def test_undelivered_webhook_does_not_fail_the_render(
+    aws: Aws, media: Media, receiver: Receiver, make_worker: Any, caplog: pytest.LogCaptureFixture
+) -> None:
+    receiver.stop()
+    worker = make_worker(GPU_WORKER_WEBHOOK_TIMEOUT="1")
+    spec = job(aws, [aws.put("a.mp4", media.clip)], job_id="quiet-1")
+    aws.send(json.dumps(spec))
+    (ctx,) = worker.poll_once(wait=1)
+    assert ctx.outcome is Outcome.COMPLETED
+    assert ctx.delivery is not None and not ctx.delivery.delivered
+    assert "out/quiet-1.mp4" in aws.object_keys() and aws.counts() == (0, 0)
+    assert any("quiet-1" in r.message and "not delivered" in r.message for r in caplog.records)
+
+
+# --------------------------------------------------------------------------------------------
+# a real `gpu-worker serve` process, killed and stopped
+
+
+def slow_job(aws: Aws, media: Media, job_id: str) -> dict[str, Any]:
+    """Some seconds of real rendering on a small machine: 8 s upscaled, "high" quality."""
+    return job(
+        aws,
+        [aws.put("in/long.mp4", media.long_clip)],
+        job_id=job_id,
+        output={"width": 432, "height": 768, "fps": 30, "quality": "high"},
+    )
+
+
+class Serve:
+    """`python -m gpu_worker serve` in a subprocess, its log read line by line."""
+
+    def __init__(self, env: dict[str, str]) -> None:
+        full = {**os.environ, **env, "PYTHONUNBUFFERED": "1"}
+        self.process = subprocess.Popen(
+            [sys.executable, "-m", "gpu_worker", "serve"],
+            cwd=REPO,
+            env=full,
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.PIPE,
+            text=True,
+        )
+        self.lines: list[str] = []
+        self._cond = threading.Condition()
+        threading.Thread(target=self._read, daemon=True).start()
+
+    def _read(self) -> None:
+        assert self.process.stderr is not None
+        for line in self.process.stderr:
+            with self._cond:
+                self.lines.append(line.rstrip())
+                self._cond.notify_all()
+
+    def wait_for(self, text: str, timeout: float = 30.0) -> None:
+        deadline = time.monotonic() + timeout
+        with self._cond:
+            while not any(text in line for line in self.lines):
+                left = deadline - time.monotonic()
+                if left <= 0 or self.process.poll() is not None:
+                    log = "\n".join(self.lines[-30:])
+                    raise AssertionError(f"no log line with {text!r}:\n{log}")
+                self._cond.wait(min(left, 0.2))
+
+    def stop(self) -> None:
+        if self.process.poll() is None:
+            self.process.kill()
+        self.process.wait()
+
+
+@pytest.fixture
+def serve() -> Iterator[Any]:
+    started: list[Serve] = []
+
+    def start(env: dict[str, str]) -> Serve:
+        started.append(Serve(env))
+        return started[-1]
+
+    yield start
+    for process in started:
+        process.stop()
+
+
+def test_sigkill_mid_render_loses_nothing(
+    aws: Aws, media: Media, receiver: Receiver, serve: Any, make_worker: Any, tmp_path: Path
+) -> None:
+    env = worker_env(aws, receiver.url, tmp_path / "a", GPU_WORKER_VISIBILITY_TIMEOUT="2")
+    first = serve(env)
+    aws.send(json.dumps(slow_job(aws, media, "killed-1")))
+    first.wait_for("killed-1: frames")
+    first.process.send_signal(signal.SIGKILL)
+    assert first.process.wait(10) == -signal.SIGKILL
+
+    # A second worker gets the job once the visibility timeout runs out, and keeps it
+    # (heartbeat) although its render outlasts that timeout: nobody else can take it.
+    recorder = Recorder()
+    second = make_worker(hooks=recorder, GPU_WORKER_VISIBILITY_TIMEOUT="2")
+    results: list[JobContext] = []
+    thread = threading.Thread(target=lambda: results.extend(second.poll_once(wait=10)))
+    thread.start()
+    assert recorder.started.wait(15)
+    rival: list[Any] = []
+    while thread.is_alive():
+        rival += aws.sqs.receive_message(QueueUrl=aws.queue_url, WaitTimeSeconds=1).get(
+            "Messages", []
+        )
+    thread.join()
+    assert rival == []
+    (ctx,) = results
+    assert ctx.outcome is Outcome.COMPLETED and ctx.receive_count == 2
+    assert [k for k in aws.object_keys() if k.startswith("out/")] == ["out/killed-1.mp4"]
+    (event,) = webhooks(receiver)
+    assert event["type"] == "video.completed" and event["job_id"] == "killed-1"
+    assert aws.counts() == (0, 0)
+
+
+@pytest.mark.parametrize(("deadline", "finished"), [("60", True), ("1", False)])
+def test_sigterm_mid_render_finishes_or_releases_and_exits_0(
+    deadline: str,
+    finished: bool,
+    aws: Aws,
+    media: Media,
+    receiver: Receiver,
+    serve: Any,
+    tmp_path: Path,
+) -> None:
+    scratch = tmp_path / "scratch"
+    worker = serve(worker_env(aws, receiver.url, scratch, GPU_WORKER_STOP_DEADLINE=deadline))
+    aws.send(json.dumps(slow_job(aws, media, "stopped-1")))
+    worker.wait_for("stopped-1: frames")
+    worker.process.send_signal(signal.SIGTERM)
+    assert worker.process.wait(30) == 0
+    outputs = [k for k in aws.object_keys() if k.startswith("out/")]
+    if finished:
+        assert outputs == ["out/stopped-1.mp4"]
+        (event,) = webhooks(receiver)
+        assert event["type"] == "video.completed"
+        assert aws.counts() == (0, 0)
+    else:
+        assert outputs == [] and receiver.posts() == []
+        assert aws.counts() == (1, 0)  # visible again at once, not after 30 s
+    assert list(scratch.iterdir()) == []  # the worker's scratch folder is gone
