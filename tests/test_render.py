@@ -348,3 +348,20 @@ def test_texts_rasterised_once_per_job(tmp_path: Path, monkeypatch: pytest.Monke
     job = parse_job(text_job(tmp_path, {"animation": {"in": "slide_up", "out": "fade"}}, 2.0))
     render_job(job, base_dir=tmp_path, output=tmp_path / "o.mp4")
     assert len(calls) == 1
+
+
+def test_font_uri_renders_and_bad_font_fails(tmp_path: Path, render: Callable[..., Any]) -> None:
+    import shutil
+
+    from gpu_worker.errors import InputUnreadable
+
+    solid(tmp_path / "black.mp4", BLACK, 0.5)
+    shutil.copy(
+        Path(__file__).parent / "fonts" / "NotoSansArabic_400Regular.ttf", tmp_path / "ar.ttf"
+    )
+    text = {"text": "مرحبا", "font_uri": "ar.ttf", "size": 30}
+    _, out = render(job_dict([{"uri": "black.mp4"}], texts=[text]))
+    assert out.frames[2].max() > 200
+    (tmp_path / "bad.ttf").write_bytes(b"\0" * 100)
+    with pytest.raises(InputUnreadable):
+        render(job_dict([{"uri": "black.mp4"}], texts=[{**text, "font_uri": "bad.ttf"}]))

@@ -195,3 +195,49 @@ def test_corner_anchors_touch_their_corner(anchor: str, x: float, y: float) -> N
     near_x = box.left if x == 0 else W - box.right
     near_y = box.top if y == 0 else H - box.bottom
     assert near_x < 12 and near_y < 25
+
+
+FONTS = __import__("pathlib").Path(__file__).parent / "fonts"
+ARABIC = FONTS / "NotoSansArabic_400Regular.ttf"
+DEVANAGARI = FONTS / "NotoSansDevanagari_400Regular.ttf"
+
+
+def draw_with(font_file: Any, sample: str) -> Sprite:
+    spec = Text.model_validate({"text": sample, "font_uri": str(font_file), "size": 80})
+    return render_text(spec, 0, W, H, font_file)
+
+
+def test_arabic_is_joined_and_right_to_left() -> None:
+    # Joined (initial/medial/final) forms are narrower than four isolated letters.
+    joined = draw_with(ARABIC, "بببب").content.width
+    isolated = draw_with(ARABIC, "ب").content.width
+    assert joined < 3.2 * isolated
+    # Alef (tall) then beh (low): read right to left, the alef stands on the right.
+    a = alpha(draw_with(ARABIC, "اب"))
+    cols = np.nonzero(a.max(axis=0))[0]
+    rows = np.nonzero(a.max(axis=1))[0]
+    top_half = a[rows.min() : rows.min() + (rows.max() - rows.min()) // 4]  # alef's top
+    third = (cols.max() - cols.min()) // 3
+    right_top = top_half[:, cols.max() - third : cols.max() + 1].max()
+    left_top = top_half[:, cols.min() : cols.min() + third].max()
+    assert right_top > 200 and left_top < 50
+
+
+def test_devanagari_conjuncts_are_formed() -> None:
+    # क + ् + ष forms the conjunct क्ष, narrower than the two letters side by side.
+    conjunct = draw_with(DEVANAGARI, "क्ष").content.width
+    apart = draw_with(DEVANAGARI, "क").content.width + draw_with(DEVANAGARI, "ष").content.width
+    assert conjunct < 0.85 * apart
+
+
+def test_font_uri_files_are_checked(tmp_path: Any) -> None:
+    from gpu_worker.errors import InputNotFound, InputUnreadable
+    from gpu_worker.fonts import load_font_file
+
+    bogus = tmp_path / "evil.ttf"
+    bogus.write_text("not a font")
+    with pytest.raises(InputUnreadable):
+        load_font_file(bogus)
+    with pytest.raises(InputNotFound):
+        load_font_file(tmp_path / "missing.ttf")
+    assert load_font_file(ARABIC).family == "Noto Sans Arabic"
