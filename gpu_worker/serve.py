@@ -366,7 +366,7 @@ class Worker:
                 self._in_hand.pop(ctx.message_id, None)
         log.info(
             "job %s (message %s, attempt %d): %s%s",
-            ctx.job_id,
+            ctx.job_id or "-",
             ctx.message_id,
             ctx.receive_count,
             ctx.outcome,

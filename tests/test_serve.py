@@ -476,6 +476,26 @@ def test_undelivered_webhook_does_not_fail_the_render(
     assert any("quiet-1" in r.message and "not delivered" in r.message for r in caplog.records)
 
 
+def test_run_serves_concurrently_until_stopped(
+    aws: Aws, media: Media, receiver: Receiver, ecs_agent: Receiver, make_worker: Any
+) -> None:
+    worker = make_worker(GPU_WORKER_CONCURRENCY="2", ECS_AGENT_URI=ecs_agent.url)
+    clip = aws.put("a.mp4", media.clip)
+    for n in range(3):
+        aws.send(json.dumps(job(aws, [clip], job_id=f"many-{n}")))
+    codes: list[int] = []
+    thread = threading.Thread(target=lambda: codes.append(worker.run()))
+    thread.start()
+    receiver.wait_for(3, timeout=30)
+    worker.shutdown.request()
+    thread.join(10)
+    assert codes == [0]
+    assert sorted(e["job_id"] for e in webhooks(receiver)) == ["many-0", "many-1", "many-2"]
+    assert aws.counts() == (0, 0)
+    states = [r.json()["ProtectionEnabled"] for r in ecs_agent.requests]
+    assert states[0] is True and states[-1] is False  # off once nothing is in hand
+
+
 # --------------------------------------------------------------------------------------------
 # a real `gpu-worker serve` process, killed and stopped
 
