@@ -6,6 +6,7 @@ stills all land on the right frame).
 from __future__ import annotations
 
 import contextlib
+import logging
 import queue
 import threading
 from collections.abc import Iterator, Sequence
@@ -14,12 +15,16 @@ from typing import Any
 
 import av
 import av.filter
+import av.video.codeccontext
 
+from gpu_worker.decoder import choose_decoder, cuvid_options
 from gpu_worker.errors import InvalidJob
 from gpu_worker.job import Clip, Fit
 from gpu_worker.limits import Limits
 from gpu_worker.media import MediaInfo, av_error, open_input
 from gpu_worker.stages import Stopwatch
+
+log = logging.getLogger(__name__)
 
 _EPS = 1e-4  # seconds: frames this close to a target time count as on it
 _COLOR = "out_color_matrix=bt709:out_range=tv"
@@ -95,16 +100,20 @@ class _Fitter:
 
     def __init__(
         self,
-        stream: Any,
+        first: av.VideoFrame,
+        time_base: Any,
         rotation: int,
         fit: Fit,
         width: int,
         height: int,
-        src_w: int,
-        src_h: int,
     ) -> None:
+        """Built from the first decoded frame, whose size and pixel format it takes."""
         graph = av.filter.Graph()
-        src = graph.add_buffer(template=stream)
+        src = graph.add_buffer(
+            width=first.width, height=first.height, format=first.format, time_base=time_base
+        )
+        turned = rotation in (90, 270)
+        src_w, src_h = (first.height, first.width) if turned else (first.width, first.height)
         sink = graph.add("buffersink")
         if fit is Fit.BLUR:
             pre = filter_chain(rotation, Fit.COVER, width, height, src_w, src_h)
@@ -199,10 +208,9 @@ class ClipReader:
         self.stream = self.container.streams.video[0]
         self.stream.thread_type = "AUTO"
         self.stream.codec_context.thread_count = threads
-        src_w, src_h = info.video.display_size
-        self.fitter = _Fitter(
-            self.stream, info.video.rotation, clip.fit, width, height, src_w, src_h
-        )
+        self.width, self.height = width, height
+        self.fitter: _Fitter | None = None
+        self.decoder = self._hardware_decoder(info, clip.fit, width, height)
         self.times = ClipTimes(Stopwatch(), Stopwatch())
         self._origin = self._stream_origin()
         self._decoded = self._decode()
@@ -210,6 +218,33 @@ class ClipReader:
         self._current_fitted: av.VideoFrame | None = None
         self._next: av.VideoFrame | None = None
         self._exhausted = False
+
+    def _hardware_decoder(
+        self, info: MediaInfo, fit: Fit, width: int, height: int
+    ) -> av.video.codeccontext.VideoCodecContext | None:
+        """An NVDEC decoder doing the crop and resize of a cover fit, when one opens."""
+        assert info.video is not None
+        if info.video.still:
+            return None
+        choice = choose_decoder(self.stream.codec_context.name)
+        if choice.name is None:
+            return None
+        options, _, _ = cuvid_options(
+            fit, info.video.rotation, info.video.width, info.video.height, width, height
+        )
+        try:
+            ctx = av.CodecContext.create(choice.name, "r")
+            assert isinstance(ctx, av.video.codeccontext.VideoCodecContext)
+            ctx.extradata = self.stream.codec_context.extradata
+            ctx.time_base = self.stream.time_base
+            ctx.options = options
+            ctx.open()
+        except (av.error.FFmpegError, OSError, ValueError) as exc:
+            log.warning(
+                "%s: %s would not open (%s); decoding on the CPU", self.label, choice.name, exc
+            )
+            return None
+        return ctx
 
     def _stream_origin(self) -> float:
         start = self.stream.start_time
@@ -232,7 +267,9 @@ class ClipReader:
             with self.times.decode:
                 try:
                     packet = next(demux)
-                    frames = packet.decode()
+                    frames = (
+                        self.decoder.decode(packet) if self.decoder is not None else packet.decode()
+                    )
                 except StopIteration:
                     return
                 except av.error.EOFError:
@@ -251,9 +288,12 @@ class ClipReader:
             self._exhausted = True
         return frame
 
-    @staticmethod
-    def _time(frame: av.VideoFrame) -> float:
-        return float(frame.time) if frame.time is not None else 0.0
+    def _time(self, frame: av.VideoFrame) -> float:
+        """A decoded frame's timestamp in seconds (by the stream's time base, which the
+        NVDEC decoder's frames carry too)."""
+        if frame.pts is None or self.stream.time_base is None:
+            return float(frame.time) if frame.time is not None else 0.0
+        return float(frame.pts * self.stream.time_base)
 
     def frame_at(self, local_time: float) -> av.VideoFrame:
         """The fitted frame a viewer sees ``local_time`` seconds into the clip.
@@ -275,6 +315,16 @@ class ClipReader:
         if self._current_fitted is None:
             with self.times.scale:
                 try:
+                    if self.fitter is None:
+                        assert self.info.video is not None
+                        self.fitter = _Fitter(
+                            self._current,
+                            self.stream.time_base,
+                            self.info.video.rotation,
+                            self.clip.fit,
+                            self.width,
+                            self.height,
+                        )
                     self._current_fitted = self.fitter(self._current)
                 except av.error.FFmpegError as exc:
                     raise av_error(self.label, exc) from exc

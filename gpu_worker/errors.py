@@ -11,7 +11,8 @@
     │   ├── UnsupportedInput       unsupported_input
     │   ├── InputForbidden         input_forbidden
     │   ├── LimitExceeded          limit_exceeded
-    │   └── EncoderUnavailable     encoder_unavailable
+    │   ├── EncoderUnavailable     encoder_unavailable
+    │   └── DecoderUnavailable     decoder_unavailable
     ├── TransientError             transient      (network, S3/SQS 5xx, throttling: try again later)
     └── InternalError              internal       (a bug or an environment fault)
 
@@ -107,6 +108,12 @@ class EncoderUnavailable(JobError):
     """The encoder that was forced (GPU_WORKER_ENCODER) cannot be opened on this machine."""
 
     code = "encoder_unavailable"
+
+
+class DecoderUnavailable(JobError):
+    """NVDEC decoding was forced (GPU_WORKER_DECODER) but cannot be opened on this machine."""
+
+    code = "decoder_unavailable"
 
 
 class TransientError(GpuWorkerError):

@@ -1,0 +1,93 @@
+"""The video decoder: NVDEC (``*_cuvid``, with its built-in crop and resize) when a session
+really opens, else FFmpeg's software decoders — chosen by probing, like the encoder.
+
+``GPU_WORKER_DECODER=auto|nvdec|cpu`` overrides; forcing nvdec where it cannot open fails
+with ``decoder_unavailable``. On a GPU worker, NVDEC takes decoding and most of the scaling
+off the CPU, which then only composites.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+from dataclasses import dataclass
+from functools import cache
+
+import av
+
+from gpu_worker.errors import DecoderUnavailable, InternalError
+from gpu_worker.job import Fit
+
+log = logging.getLogger(__name__)
+
+DECODER_ENV = "GPU_WORKER_DECODER"
+CUVID = {"h264": "h264_cuvid", "hevc": "hevc_cuvid", "vp9": "vp9_cuvid", "av1": "av1_cuvid"}
+
+
+@dataclass(frozen=True)
+class DecoderChoice:
+    name: str | None  # a *_cuvid decoder, or None for FFmpeg's default software decoder
+    reason: str
+
+    @property
+    def hardware(self) -> bool:
+        return self.name is not None
+
+
+@cache
+def nvdec_probe(codec: str) -> tuple[bool, str]:
+    """Whether an NVDEC session opens for ``codec`` (h264, hevc…) here, and why not."""
+    name = CUVID.get(codec)
+    if name is None:
+        return False, f"NVDEC has no decoder for {codec} in this build"
+    if name not in av.codecs_available:
+        return False, f"this FFmpeg build has no {name}"
+    try:
+        ctx = av.CodecContext.create(name, "r")
+        ctx.open()
+    except (av.error.FFmpegError, OSError, ValueError) as exc:
+        return False, f"no NVDEC session opens here ({type(exc).__name__})"
+    return True, f"an NVDEC session opened ({name})"
+
+
+def choose_decoder(codec: str, setting: str | None = None) -> DecoderChoice:
+    """The decoder for a stream of ``codec``; the probe runs once per codec and process."""
+    wanted = (setting if setting is not None else os.environ.get(DECODER_ENV, "auto")).lower()
+    if wanted not in ("auto", "nvdec", "cpu"):
+        raise InternalError(f"{DECODER_ENV} must be auto, nvdec or cpu, not {wanted!r}")
+    if wanted == "cpu":
+        return DecoderChoice(None, f"{DECODER_ENV}=cpu")
+    ok, why = nvdec_probe(codec)
+    if ok:
+        return DecoderChoice(CUVID[codec], why)
+    if wanted == "nvdec":
+        raise DecoderUnavailable(f"{DECODER_ENV}=nvdec but {why}")
+    return DecoderChoice(None, why)
+
+
+def cuvid_options(
+    fit: Fit, rotation: int, stored_w: int, stored_h: int, width: int, height: int
+) -> tuple[dict[str, str], int, int]:
+    """NVDEC ``crop``/``resize`` options doing a ``cover`` fit on the GPU, and the size of
+    the frames it then returns (still in stored orientation; rotation happens after).
+
+    Only ``cover`` is done there: ``contain`` and ``blur`` need padding or a second copy,
+    which the filter graph does on the (already decoded) frame.
+    """
+    if fit is not Fit.COVER:
+        return {}, stored_w, stored_h
+    from gpu_worker.clips import cover_crop
+
+    turned = rotation in (90, 270)
+    up_w, up_h = (stored_h, stored_w) if turned else (stored_w, stored_h)
+    cw, ch, cx, cy = cover_crop(up_w, up_h, width, height)
+    # The crop in stored coordinates (top x bottom x left x right), then the resize.
+    if turned:
+        cw, ch, cx, cy = ch, cw, cy, cx
+        out_w, out_h = height, width
+    else:
+        out_w, out_h = width, height
+    top, left = cy, cx
+    bottom, right = stored_h - ch - cy, stored_w - cw - cx
+    options = {"crop": f"{top}x{bottom}x{left}x{right}", "resize": f"{out_w}x{out_h}"}
+    return options, out_w, out_h
