@@ -41,7 +41,7 @@ def test_cpu_forced_and_unknown_codecs() -> None:
             Fit.COVER,
             270,
             (1000, 1000),
-            {"crop": "0x0x219x219", "resize": "1920x1080"},
+            {"crop": "219x219x0x0", "resize": "1920x1080"},
             (1920, 1080),
         ),
         (Fit.CONTAIN, 0, (1920, 1080), {}, (1920, 1080)),
