@@ -85,7 +85,14 @@ class Released(Exception):
 
 @dataclass
 class JobContext:
-    """One message being handled: what telemetry needs, in one place (see ``job_hooks``)."""
+    """One message being handled: what telemetry needs, in one place (see ``job_hooks``).
+
+    A hook is entered with ``job_id`` (as the message claims it; None for a body without a
+    sane one), ``traceparent``, ``queue_wait``, ``receive_count`` and ``clock`` (add a listener
+    to see every stage: fetch_inputs per input, probe ... encode, upload, webhook). When it
+    exits, ``outcome`` is decided and ``result`` (rendered) or ``error`` (failed) is set;
+    no exception passes through a hook.
+    """
 
     message_id: str
     receipt: str = field(repr=False)
@@ -179,6 +186,14 @@ def _best_effort(raw: Any) -> tuple[str | None, dict[str, Any]]:
         except (TypeError, ValueError):
             pass
     return job_id, {}
+
+
+def _peek_job_id(body: str) -> str | None:
+    """The job id a message claims, before validation (None when it holds no sane one)."""
+    try:
+        return _best_effort(json.loads(body))[0]
+    except (ValueError, RecursionError):
+        return None
 
 
 def aws_client(service: str, settings: Settings) -> Any:
@@ -356,8 +371,10 @@ class Worker:
                 ctx.outcome = Outcome.RELEASED
                 self._settle(ctx)
                 return ctx
+            body = str(message.get("Body", ""))
+            ctx.job_id = _peek_job_id(body)
             with self.job_hooks(ctx):
-                ctx.outcome = self._process(ctx, str(message.get("Body", "")))
+                ctx.outcome = self._process(ctx, body)
                 self._settle(ctx)
         except Exception:
             log.exception("message %s: unexpected failure; left for redelivery", ctx.message_id)

@@ -194,11 +194,13 @@ class Recorder:
 
     def __init__(self) -> None:
         self.contexts: list[JobContext] = []
+        self.job_ids: list[str | None] = []
         self.stages: list[StageRecord] = []
         self.started = threading.Event()
 
     @contextmanager
     def __call__(self, ctx: JobContext) -> Iterator[None]:
+        self.job_ids.append(ctx.job_id)  # known on entry, for the root span
         self.contexts.append(ctx)
         ctx.clock.listeners.append(self.stages.append)
         self.started.set()
@@ -293,7 +295,8 @@ def test_end_to_end(
     assert puts[-1] == {"ProtectionEnabled": False}
     assert all(r.path == "/task-protection/v1/state" for r in ecs_agent.requests)
 
-    assert recorder.contexts == [ctx]
+    assert recorder.contexts == [ctx] and recorder.job_ids == ["hotel-42"]
+    assert ctx.result is not None and ctx.result.frames == 17
     assert ctx.job_id == "hotel-42" and ctx.traceparent == trace and ctx.receive_count == 1
     assert ctx.queue_wait is not None and 0 <= ctx.queue_wait < 30
     fetched = recorder.named("fetch_inputs")
