@@ -191,8 +191,13 @@ def cmd_doctor(args: argparse.Namespace) -> int:
 
 def cmd_serve(args: argparse.Namespace) -> int:
     from gpu_worker.serve import run_from_env
+    from gpu_worker.telemetry import serve_hooks, setup_telemetry
 
-    return run_from_env()
+    telemetry = setup_telemetry()
+    try:
+        return run_from_env(job_hooks=serve_hooks(telemetry))
+    finally:
+        telemetry.shutdown()
 
 
 def build_parser() -> argparse.ArgumentParser:

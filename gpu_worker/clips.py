@@ -236,7 +236,8 @@ class ClipReader:
             ctx = av.CodecContext.create(choice.name, "r")
             assert isinstance(ctx, av.video.codeccontext.VideoCodecContext)
             ctx.extradata = self.stream.codec_context.extradata
-            ctx.time_base = self.stream.time_base
+            if self.stream.time_base is not None:
+                ctx.time_base = self.stream.time_base
             ctx.options = options
             ctx.open()
         except (av.error.FFmpegError, OSError, ValueError) as exc:

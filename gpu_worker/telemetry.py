@@ -35,12 +35,12 @@ import os
 import platform
 import threading
 import time
-from collections.abc import Iterator, Mapping, Sequence
-from contextlib import contextmanager
+from collections.abc import Callable, Iterator, Mapping, Sequence
+from contextlib import AbstractContextManager, contextmanager
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import IO, TYPE_CHECKING, Any
+from typing import IO, TYPE_CHECKING, Any, Protocol
 
 from opentelemetry import trace
 from opentelemetry.metrics import Counter, Histogram, Meter, UpDownCounter
@@ -412,6 +412,7 @@ class JobTrace:
         self.error_code: str | None = None
         self.render_started: float | None = None
         self.render_seconds: float | None = None
+        self.render_finished: float | None = None
         self._lock = threading.Lock()
 
     @property
@@ -445,6 +446,9 @@ class JobTrace:
                 self.render_started is None or record.start < self.render_started
             ):
                 self.render_started = max(record.start, self.started)
+            if record.name in ENGINE_STAGES:
+                end = record.start + record.seconds
+                self.render_finished = max(self.render_finished or end, end)
             span = self.telemetry.tracer.start_span(
                 record.name,
                 context=trace.set_span_in_context(self.span),
@@ -455,8 +459,8 @@ class JobTrace:
 
     def result(self, result: RenderResult) -> None:
         """The render's figures onto the root span; the job counts as succeeded from here."""
-        now = time.time()
-        self.render_seconds = now - (self.render_started or self.started)
+        end = self.render_finished or time.time()
+        self.render_seconds = end - (self.render_started or self.started)
         if self.worker_kind is None:
             self.worker_kind = "gpu" if result.encoder == NVENC else "cpu"
         fps = result.frames / self.render_seconds if self.render_seconds > 0 else 0.0
@@ -601,3 +605,52 @@ def traceparent_from_sqs(message: Mapping[str, Any]) -> str | None:
             text = value.get("StringValue")
             return str(text) if text else None
     return None
+
+
+class ServedJob(Protocol):
+    """What the queue worker tells about one message (``gpu_worker.serve.JobContext``)."""
+
+    @property
+    def job_id(self) -> str | None: ...
+    @property
+    def message_id(self) -> str: ...
+    @property
+    def traceparent(self) -> str | None: ...
+    @property
+    def receive_count(self) -> int: ...
+    @property
+    def clock(self) -> StageClock: ...
+    @property
+    def result(self) -> RenderResult | None: ...
+    @property
+    def error(self) -> Exception | None: ...
+    @property
+    def queue_wait(self) -> float | None: ...
+
+    @property
+    def outcome(self) -> object: ...
+
+
+def serve_hooks(telemetry: Telemetry) -> Callable[[ServedJob], AbstractContextManager[object]]:
+    """The queue worker's per-job hook: one ``render_job`` trace per message, continuing the
+    backend's ``traceparent``, with its queue wait, stages, result or error."""
+
+    @contextmanager
+    def hook(ctx: ServedJob) -> Iterator[JobTrace]:
+        job_id = ctx.job_id or f"sqs-message-{ctx.message_id}"
+        with traced_job(
+            telemetry,
+            job_id,
+            traceparent=ctx.traceparent,
+            queue_wait=ctx.queue_wait,
+            clock=ctx.clock,
+            attributes={"messaging.sqs.receive_count": ctx.receive_count},
+        ) as jt:
+            yield jt
+            if ctx.result is not None:
+                jt.result(ctx.result)
+            if ctx.error is not None:
+                jt.fail(ctx.error)
+            jt.set(**{"job.delivery": str(ctx.outcome)})
+
+    return hook

@@ -310,6 +310,62 @@ def test_end_to_end(
     assert [p.name for p in worker.root.iterdir()] == ["fonts"]  # no job folder left
 
 
+def test_served_jobs_are_traced(
+    aws: Aws, media: Media, receiver: Receiver, make_worker: Any
+) -> None:
+    # Given the worker wired to telemetry as `gpu-worker serve` wires it
+    from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
+
+    from gpu_worker.telemetry import serve_hooks, setup_telemetry
+
+    spans = InMemorySpanExporter()
+    telemetry = setup_telemetry(span_exporters=[spans])
+    worker = make_worker(hooks=serve_hooks(telemetry))
+    trace = "00-" + "3" * 32 + "-" + "4" * 16 + "-01"
+    submit_job(
+        aws.queue_url,
+        job(aws, [aws.put("in/a.mp4", media.clip)], job_id="traced-1"),
+        sqs=aws.sqs,
+        traceparent=trace,
+    )
+    submit_job(
+        aws.queue_url, job(aws, [aws.put("in/gone.mp4", b"")], job_id="traced-2"), sqs=aws.sqs
+    )
+    # When both messages are served
+    done = worker.poll_once(wait=1)
+    if len(done) < 2:
+        done += worker.poll_once(wait=1)
+    telemetry.force_flush()
+    # Then each has its render_job root span with the stages as children
+    roots = {
+        s.attributes["job.id"]: s for s in spans.get_finished_spans() if s.name == "render_job"
+    }
+    ok, failed = roots["traced-1"], roots["traced-2"]
+    assert format(ok.context.trace_id, "032x") == "3" * 32  # continues the backend's trace
+    assert ok.attributes["job.outcome"] == "succeeded"
+    assert ok.attributes["job.queue_wait_seconds"] >= 0
+    assert ok.attributes["video.encoder"] == "libx264"
+    children = {
+        s.name
+        for s in spans.get_finished_spans()
+        if s.parent and s.parent.span_id == ok.context.span_id
+    }
+    assert {
+        "fetch_inputs",
+        "probe",
+        "render_text",
+        "decode",
+        "composite",
+        "encode",
+        "mux_audio",
+        "upload",
+        "webhook",
+    } <= children
+    assert failed.attributes["error.code"] == "input_unreadable"
+    assert failed.status.status_code.name == "ERROR"
+    telemetry.shutdown()
+
+
 def test_redelivered_job_gives_the_same_key_and_webhook_id(
     aws: Aws, media: Media, receiver: Receiver, make_worker: Any
 ) -> None:
