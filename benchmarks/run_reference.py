@@ -1,11 +1,11 @@
-"""Render the reference reel (examples/hotel-reel.json: 1080x1920, 30 fps, about 14 s, four
-clips, four texts, music) N times with tracing on, and write the trace file that
-benchmarks/cost.py reads.
+"""Render the reference reel (benchmarks/reference.py: three grainy 6 s clips at 16 Mbit/s
+covering 1080x1920 at 30 fps, four texts, music) N times with tracing on, and write the
+trace file that benchmarks/cost.py reads.
 
     python benchmarks/run_reference.py --runs 3 --out benchmarks/results/traces.jsonl
 
-The inputs are generated (examples/make_media.py's recipes) into benchmarks/results/media,
-which git ignores. On a GPU instance name it, so cost.py prices the right row:
+The inputs are generated once into benchmarks/media, which git ignores. On a GPU instance
+name it, so cost.py prices the right row:
 
     python benchmarks/run_reference.py --runs 5 --host-type g5.xlarge \\
         --out benchmarks/results/g5.jsonl
@@ -17,26 +17,18 @@ the worker chooses it (NVENC when a session opens); ``--encoder`` forces one.
 from __future__ import annotations
 
 import argparse
-import importlib.util
 import json
 import os
 import sys
 import time
 from pathlib import Path
 
-ROOT = Path(__file__).resolve().parent.parent
-REEL = ROOT / "examples" / "hotel-reel.json"
-RESULTS = ROOT / "benchmarks" / "results"
+HERE = Path(__file__).resolve().parent
+sys.path.insert(0, str(HERE))
 
+import reference  # noqa: E402 - the reference reel beside this script
 
-def make_inputs(folder: Path) -> None:
-    """The reel's inputs, made by examples/make_media.py's recipes into ``folder/media``."""
-    spec = importlib.util.spec_from_file_location("make_media", ROOT / "examples" / "make_media.py")
-    assert spec is not None and spec.loader is not None
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    setattr(module, "MEDIA", folder / "media")  # noqa: B010 - the script keeps it global
-    module.main()
+RESULTS = HERE / "results"
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -44,7 +36,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--runs", type=int, default=3, help="renders (default 3)")
     parser.add_argument("--out", type=Path, default=RESULTS / "traces.jsonl", help="trace file")
     parser.add_argument("--append", action="store_true", help="add to --out, do not replace")
-    parser.add_argument("--job", type=Path, default=REEL, help="job file (default: the reel)")
+    parser.add_argument("--job", type=Path, help="job file (default: the reference reel)")
     parser.add_argument("--work", type=Path, default=RESULTS, help="inputs and output folder")
     parser.add_argument("--host-type", help="EC2 instance type, recorded as host.type")
     parser.add_argument("--encoder", choices=("auto", "nvenc", "x264"), help="force an encoder")
@@ -65,17 +57,18 @@ def main(argv: list[str] | None = None) -> int:
     from gpu_worker.render import render_job
     from gpu_worker.telemetry import JsonLinesSpanExporter, setup_telemetry, traced_job
 
-    if args.job == REEL:
-        make_inputs(args.work)
-        base_dir = args.work
-    else:
-        base_dir = args.job.resolve().parent
+    args.work.mkdir(parents=True, exist_ok=True)
+    output = args.work / "reference.mp4"
+    if args.job is None:
+        args.job = reference.write_job(
+            args.work / "reference.json", reference.ensure_media(), output
+        )
+    base_dir = args.job.resolve().parent
     job = load_job(args.job)
     encoder = choose_encoder()
     telemetry = setup_telemetry(
         span_exporters=[JsonLinesSpanExporter(args.out, append=args.append)]
     )
-    output = args.work / "reference.mp4"
     print(f"{args.runs} x {args.job.name} with {encoder.name} -> {args.out}", flush=True)
     try:
         for run in range(1, args.runs + 1):
