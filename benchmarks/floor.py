@@ -145,6 +145,9 @@ def render_floor(job_file: Path, output: Path) -> int:
                 path, info.video.rotation, clip.trim_start, seconds, fps, width, height
             )
             for frame in _ahead(frames):
+                # A decoded frame carries its source's picture type (I/P/B), which libx264
+                # obeys: clear it so the encoder makes its own decisions, as for ours.
+                frame.pict_type = av.video.frame.PictureType.NONE
                 frame.pts = written
                 frame.time_base = Fraction(1, fps)
                 for packet in stream.encode(frame):
