@@ -13,7 +13,6 @@ compositing, no audio.
 
 from __future__ import annotations
 
-import inspect
 import json
 import queue
 import sys
@@ -26,7 +25,7 @@ from typing import Any
 import av
 import av.filter
 
-from gpu_worker.clips import filter_chain
+from gpu_worker.clips import color_args, filter_chain
 from gpu_worker.encoder import X264, add_video_stream, encoder_options
 from gpu_worker.job import Fit, parse_job
 from gpu_worker.limits import Limits
@@ -46,11 +45,7 @@ class _Cover:
         src_w, src_h = first.width, first.height
         if rotation in (90, 270):
             src_w, src_h = src_h, src_w
-        chain_of: Any = filter_chain
-        if "src_w" in inspect.signature(filter_chain).parameters:
-            chain = chain_of(rotation, Fit.COVER, width, height, src_w, src_h)
-        else:
-            chain = chain_of(rotation, Fit.COVER, width, height)
+        chain = filter_chain(rotation, Fit.COVER, width, height, src_w, src_h, color_args(first))
         self.graph = av.filter.Graph()
         last = self.graph.add_buffer(
             width=first.width, height=first.height, format=first.format, time_base=time_base

@@ -18,7 +18,7 @@ import av
 import numpy as np
 
 from gpu_worker.encoder import add_video_stream
-from gpu_worker.samples import make_music
+from gpu_worker.samples import bt709, make_music, tag_bt709
 
 HERE = Path(__file__).resolve().parent
 MEDIA = HERE / "media"
@@ -55,11 +55,12 @@ def _grainy_clip(path: Path, width: int, height: int, fps: int, hue: float, seco
         stream = add_video_stream(out, "libx264", width, height, Fraction(fps))
         stream.bit_rate = BITRATE
         stream.codec_context.options = {"preset": "ultrafast", "tune": "grain"}
+        tag_bt709(stream)
         for i in range(frames):
             dx, dy = (i * 7) % 64, (i * 13) % 64
             shift = int(i / fps * width / seconds)  # pan across the frame
             rgb = np.roll(base, shift, axis=1) + grain[dy : dy + height, dx : dx + width]
-            frame = av.VideoFrame.from_ndarray(np.clip(rgb, 0, 255).astype(np.uint8), "rgb24")
+            frame = bt709(np.clip(rgb, 0, 255).astype(np.uint8))
             frame.pts = i
             frame.time_base = Fraction(1, fps)
             for packet in stream.encode(frame):

@@ -1,17 +1,21 @@
 """The soundtrack: music trimmed or looped to the video with volume and fades, mixed with
 clip audio whose volume is above 0, as 48 kHz stereo AAC. The output always has audio.
+
+The mix is made block by block as the video is encoded, each source decoded as a stream:
+memory does not grow with the length of the video.
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Generator, Iterator
+from dataclasses import dataclass
 from pathlib import Path
 
 import av
 import numpy as np
 from numpy.typing import NDArray
 
-from gpu_worker.job import Audio, TransitionType
+from gpu_worker.job import TransitionType
 from gpu_worker.limits import Limits
 from gpu_worker.media import av_error, open_input
 from gpu_worker.timeline import Placement
@@ -19,120 +23,180 @@ from gpu_worker.timeline import Placement
 RATE = 48_000
 CHANNELS = 2
 AAC_FRAME = 1024
+BLOCK = 48 * AAC_FRAME  # about one second of sound mixed at a time
 F32 = NDArray[np.float32]
 
 
-def decode_audio(path: Path, label: str, start: float, duration: float, limits: Limits) -> F32:
-    """``duration`` seconds of an input's audio from ``start``, as (2, n) float32 at 48 kHz.
-    Missing stretches (a source shorter than asked) are silence."""
-    want = max(0, round(duration * RATE))
-    out = np.zeros((CHANNELS, want), np.float32)
-    if want == 0:
-        return out
+def _decoded(
+    path: Path, label: str, start: float, limits: Limits
+) -> Generator[F32, None, None]:
+    """An input's audio from ``start`` seconds on, as (2, n) float32 chunks at 48 kHz,
+    sample-exact: a source that starts late is preceded by silence."""
     resampler = av.AudioResampler(format="fltp", layout="stereo", rate=RATE)
     with open_input(path, label, limits) as container:
         if not container.streams.audio:
-            return out
+            return
         stream = container.streams.audio[0]
-        origin = (
-            float(stream.start_time * stream.time_base)
-            if stream.start_time and (stream.time_base)
-            else 0.0
-        )
-        if start > 1.0 and stream.time_base:
+        tb = stream.time_base
+        origin = float(stream.start_time * tb) if stream.start_time and tb else 0.0
+        if start > 1.0 and tb:
             try:
-                container.seek(int((start + origin - 0.5) / stream.time_base), stream=stream)
+                container.seek(int((start + origin - 0.5) / tb), stream=stream)
             except av.error.FFmpegError:
                 container.seek(0)
-        cursor: int | None = None  # output sample index of the next resampled sample
+        skip: int | None = None  # samples still to drop (negative: silence to add)
         try:
             for frame in container.decode(stream):
-                if cursor is None:
+                if skip is None:
                     t0 = float(frame.time) - origin if frame.time is not None else 0.0
-                    cursor = round((t0 - start) * RATE)
+                    skip = round((start - t0) * RATE)
+                    if skip < 0:
+                        yield np.zeros((CHANNELS, -skip), np.float32)
+                        skip = 0
                 for chunk in resampler.resample(frame):
-                    cursor = _place(out, _f32(chunk), cursor)
-                if cursor >= want:
-                    break
-            else:
-                for chunk in resampler.resample(None):
-                    cursor = _place(out, _f32(chunk), cursor or 0)
+                    samples = np.asarray(chunk.to_ndarray(), dtype=np.float32)[:CHANNELS]
+                    if skip:
+                        drop = min(skip, samples.shape[1])
+                        samples, skip = samples[:, drop:], skip - drop
+                    if samples.shape[1]:
+                        yield samples
+            for chunk in resampler.resample(None):
+                samples = np.asarray(chunk.to_ndarray(), dtype=np.float32)[:CHANNELS]
+                if skip:
+                    drop = min(skip, samples.shape[1])
+                    samples, skip = samples[:, drop:], skip - drop
+                if samples.shape[1]:
+                    yield samples
         except av.error.FFmpegError as exc:
             raise av_error(label, exc) from exc
-    return out
 
 
-def _f32(frame: av.AudioFrame) -> F32:
-    return np.asarray(frame.to_ndarray(), dtype=np.float32)
+class _Reader:
+    """Reads a decoded stream n samples at a time; silence once it ends (or it loops)."""
+
+    def __init__(self, path: Path, label: str, start: float, limits: Limits, loop: bool) -> None:
+        self.path, self.label, self.start, self.limits, self.loop = path, label, start, limits, loop
+        self._chunks = _decoded(path, label, start, limits)
+        self._buffer = np.zeros((CHANNELS, 0), np.float32)
+        self._produced = 0  # samples this pass has given, to tell an empty source from an end
+
+    def read(self, n: int) -> F32:
+        parts = [self._buffer]
+        have = self._buffer.shape[1]
+        while have < n:
+            chunk = next(self._chunks, None)
+            if chunk is None:
+                if self.loop and self._produced + have > 0:
+                    self._chunks = _decoded(self.path, self.label, 0.0, self.limits)
+                    self._produced = -have
+                    continue
+                parts.append(np.zeros((CHANNELS, n - have), np.float32))
+                have = n
+                break
+            parts.append(chunk)
+            have += chunk.shape[1]
+        joined = np.concatenate(parts, axis=1) if len(parts) > 1 else parts[0]
+        self._buffer = joined[:, n:]
+        self._produced += n
+        return joined[:, :n]
+
+    def close(self) -> None:
+        self._chunks.close()
 
 
-def _place(out: F32, samples: NDArray[np.float32], cursor: int) -> int:
-    n = samples.shape[1]
-    lo, hi = max(cursor, 0), min(cursor + n, out.shape[1])
-    if hi > lo:
-        out[:, lo:hi] = samples[:CHANNELS, lo - cursor : hi - cursor]
-    return cursor + n
-
-
-def ramp(n: int, fade_in: int, fade_out: int) -> F32:
-    """A gain curve of n samples rising over ``fade_in`` and falling over ``fade_out``."""
-    gain = np.ones(n, np.float32)
+def ramp_at(index: NDArray[np.int64], n: int, fade_in: int, fade_out: int) -> F32:
+    """Gains at sample positions ``index`` of an n-sample track rising linearly over its
+    first ``fade_in`` samples and falling over its last ``fade_out``."""
+    gain = np.ones(index.shape, np.float32)
     if fade_in > 0:
-        k = min(fade_in, n)
-        gain[:k] *= np.linspace(0.0, 1.0, fade_in, endpoint=False, dtype=np.float32)[:k]
+        gain *= np.clip(index / fade_in, 0.0, 1.0).astype(np.float32)
     if fade_out > 0:
-        k = min(fade_out, n)
-        gain[n - k :] *= np.linspace(1.0, 0.0, fade_out, dtype=np.float32)[fade_out - k :]
+        left = (n - 1 - index) / max(fade_out - 1, 1)
+        gain *= np.clip(left, 0.0, 1.0).astype(np.float32)
     return gain
 
 
-def music_track(
-    audio: Audio, path: Path, length: float, source_seconds: float | None, limits: Limits
-) -> F32:
-    """The music for a video of ``length`` seconds: looped (or trimmed), volume, fades."""
-    n = round(length * RATE)
-    if audio.loop and source_seconds and source_seconds < length:
-        once = decode_audio(path, audio.uri, 0.0, source_seconds, limits)
-        if once.shape[1] == 0:
-            return np.zeros((CHANNELS, n), np.float32)
-        reps = -(-n // once.shape[1])
-        track = np.tile(once, (1, reps))[:, :n]
-    else:
-        track = decode_audio(path, audio.uri, 0.0, length, limits)
-    gain = ramp(n, round(audio.fade_in * RATE), round(audio.fade_out * RATE)) * audio.volume
-    return track * gain
+def ramp(n: int, fade_in: int, fade_out: int) -> F32:
+    """The whole gain curve of an n-sample track (see :func:`ramp_at`)."""
+    return ramp_at(np.arange(n), n, fade_in, fade_out)
 
 
-def clip_track(placement: Placement, samples: F32, volume: float) -> F32:
-    """A clip's own audio with its gain and the ramps of the transitions around it."""
-    n = samples.shape[1]
-    fade_in = fade_out = 0
-    if placement.transition_in is TransitionType.CROSSFADE:
-        fade_in = round(placement.transition_in_duration * RATE)
-    elif placement.transition_in is TransitionType.FADE_BLACK:
-        fade_in = round(placement.transition_in_duration / 2 * RATE)
-    if placement.transition_out is TransitionType.CROSSFADE:
-        fade_out = round(placement.transition_out_duration * RATE)
-    elif placement.transition_out is TransitionType.FADE_BLACK:
-        fade_out = round(placement.transition_out_duration / 2 * RATE)
-    return samples * (ramp(n, fade_in, fade_out) * volume)
+def transition_ramps(placement: Placement) -> tuple[int, int]:
+    """Samples over which a clip's own sound rises and falls with its transitions."""
+
+    def length(kind: TransitionType, seconds: float) -> int:
+        if kind is TransitionType.CROSSFADE:
+            return round(seconds * RATE)
+        if kind is TransitionType.FADE_BLACK:
+            return round(seconds / 2 * RATE)
+        return 0
+
+    return (
+        length(placement.transition_in, placement.transition_in_duration),
+        length(placement.transition_out, placement.transition_out_duration),
+    )
 
 
-def mix_into(bed: F32, track: F32, at_seconds: float) -> None:
-    """Add ``track`` into ``bed`` starting at ``at_seconds`` (cut at the bed's end)."""
-    start = round(at_seconds * RATE)
-    end = min(bed.shape[1], start + track.shape[1])
-    if end > start:
-        bed[:, start:end] += track[:, : end - start]
+@dataclass
+class Source:
+    """One sound placed on the output: samples [at, at + length), with gain and fades."""
+
+    path: Path
+    label: str
+    start: float  # seconds into the input
+    at: int  # first output sample
+    length: int
+    gain: float
+    fade_in: int
+    fade_out: int
+    loop: bool = False
+    reader: _Reader | None = None
 
 
-def aac_frames(mix: F32) -> Iterator[av.AudioFrame]:
-    """The mix cut into AAC-sized frames with sample-exact timestamps."""
-    np.clip(mix, -1.0, 1.0, out=mix)
-    total = mix.shape[1]
-    for start in range(0, total, AAC_FRAME):
-        chunk = np.ascontiguousarray(mix[:, start : start + AAC_FRAME])
-        frame = av.AudioFrame.from_ndarray(chunk, format="fltp", layout="stereo")
-        frame.sample_rate = RATE
-        frame.pts = start
-        yield frame
+class Mixer:
+    """The soundtrack of a video of ``total`` samples, produced block by block."""
+
+    def __init__(self, total: int, sources: list[Source], limits: Limits) -> None:
+        self.total = total
+        self.sources = [s for s in sources if s.gain > 0 and s.length > 0]
+        self.limits = limits
+
+    def blocks(self) -> Iterator[F32]:
+        try:
+            for b0 in range(0, self.total, BLOCK):
+                b1 = min(self.total, b0 + BLOCK)
+                mix = np.zeros((CHANNELS, b1 - b0), np.float32)
+                for source in self.sources:
+                    lo, hi = max(b0, source.at), min(b1, source.at + source.length)
+                    if lo >= hi:
+                        if source.reader is not None and b0 >= source.at + source.length:
+                            source.reader.close()
+                            source.reader = None
+                        continue
+                    if source.reader is None:
+                        source.reader = _Reader(
+                            source.path, source.label, source.start, self.limits, source.loop
+                        )
+                    samples = source.reader.read(hi - lo)
+                    local = np.arange(lo - source.at, hi - source.at)
+                    gains = ramp_at(local, source.length, source.fade_in, source.fade_out)
+                    mix[:, lo - b0 : hi - b0] += samples * (gains * source.gain)
+                np.clip(mix, -1.0, 1.0, out=mix)
+                yield mix
+        finally:
+            for source in self.sources:
+                if source.reader is not None:
+                    source.reader.close()
+                    source.reader = None
+
+    def frames(self) -> Iterator[av.AudioFrame]:
+        """The mix as AAC-sized frames with sample-exact timestamps."""
+        position = 0
+        for block in self.blocks():
+            for start in range(0, block.shape[1], AAC_FRAME):
+                chunk = np.ascontiguousarray(block[:, start : start + AAC_FRAME])
+                frame = av.AudioFrame.from_ndarray(chunk, format="fltp", layout="stereo")
+                frame.sample_rate = RATE
+                frame.pts = position
+                position += chunk.shape[1]
+                yield frame

@@ -28,6 +28,24 @@ log = logging.getLogger(__name__)
 
 _EPS = 1e-4  # seconds: frames this close to a target time count as on it
 _COLOR = "out_color_matrix=bt709:out_range=tv"
+_UNSPECIFIED = 2  # AVCOL_SPC_UNSPECIFIED
+
+
+def color_args(frame: av.VideoFrame) -> str:
+    """libswscale colour options from BT.709 or the source's matrix to BT.709 limited range.
+
+    An untagged source is read as players read it: BT.709 when HD (720 lines or more),
+    BT.601 below. A BT.709 source of the output's size then passes through unconverted."""
+    args = _COLOR
+    if frame.format.name.startswith(("yuv", "nv", "p0")) and not frame.format.name.startswith(
+        "yuvj"
+    ):
+        if int(frame.colorspace) == _UNSPECIFIED:
+            hd = min(frame.width, frame.height) >= 720
+            args = f"in_color_matrix={'bt709' if hd else 'bt601'}:{args}"
+        if int(frame.color_range) == 0:  # unspecified: video is limited range
+            args = f"in_range=tv:{args}"
+    return args
 
 
 def clip_length(clip: Clip, info: MediaInfo, index: int) -> float:
@@ -65,10 +83,17 @@ def cover_crop(src_w: int, src_h: int, width: int, height: int) -> tuple[int, in
 
 
 def filter_chain(
-    rotation: int, fit: Fit, width: int, height: int, src_w: int, src_h: int
+    rotation: int,
+    fit: Fit,
+    width: int,
+    height: int,
+    src_w: int,
+    src_h: int,
+    color: str = _COLOR,
 ) -> list[tuple[str, str]]:
     """The filters (name, args) that turn a decoded picture (upright size ``src_w`` x
-    ``src_h``) into an upright output frame, in one libavfilter pass."""
+    ``src_h``) into an upright output frame, in one libavfilter pass; ``color`` holds the
+    scaler's colour options (see :func:`color_args`)."""
     chain: list[tuple[str, str]] = []
     if rotation == 90:
         chain.append(("transpose", "cclock"))
@@ -81,13 +106,13 @@ def filter_chain(
         cw, ch, cx, cy = cover_crop(src_w, src_h, width, height)
         if (cw, ch) != (src_w, src_h):
             chain.append(("crop", f"{cw}:{ch}:{cx}:{cy}"))
-        chain.append(("scale", f"{size}:flags=bicubic:{_COLOR}"))
+        chain.append(("scale", f"{size}:flags=bicubic:{color}"))
     else:  # CONTAIN; BLUR builds its own graph around this
         chain += [
             (
                 "scale",
                 f"{size}:force_original_aspect_ratio=decrease:force_divisible_by=2"
-                f":flags=bicubic:{_COLOR}",
+                f":flags=bicubic:{color}",
             ),
             ("pad", f"{width}:{height}:(ow-iw)/2:(oh-ih)/2:color=black"),
         ]
@@ -114,9 +139,10 @@ class _Fitter:
         )
         turned = rotation in (90, 270)
         src_w, src_h = (first.height, first.width) if turned else (first.width, first.height)
+        color = color_args(first)
         sink = graph.add("buffersink")
         if fit is Fit.BLUR:
-            pre = filter_chain(rotation, Fit.COVER, width, height, src_w, src_h)
+            pre = filter_chain(rotation, Fit.COVER, width, height, src_w, src_h, color)
             turn = [f for f in pre if f[0] in ("transpose", "hflip", "vflip")]
             last = src
             for name, args in turn:
@@ -128,7 +154,7 @@ class _Fitter:
             # Background: cover, then a cheap strong blur at 1/8 size, scaled back up.
             small_w, small_h = max(2, width // 8 // 2 * 2), max(2, height // 8 // 2 * 2)
             back = [
-                ("scale", f"w={small_w}:h={small_h}:force_original_aspect_ratio=increase:{_COLOR}"),
+                ("scale", f"w={small_w}:h={small_h}:force_original_aspect_ratio=increase:{color}"),
                 ("crop", f"{small_w}:{small_h}"),
                 ("format", "yuv420p"),
                 ("gblur", "sigma=6:steps=2"),
@@ -139,7 +165,7 @@ class _Fitter:
                 (
                     "scale",
                     f"w={width}:h={height}:force_original_aspect_ratio=decrease"
-                    f":force_divisible_by=2:flags=bicubic:{_COLOR}",
+                    f":force_divisible_by=2:flags=bicubic:{color}",
                 ),
                 ("format", "yuv420p"),
                 ("setsar", "1"),
@@ -163,7 +189,7 @@ class _Fitter:
             fmt.link_to(sink)
         else:
             last = src
-            for name, args in filter_chain(rotation, fit, width, height, src_w, src_h):
+            for name, args in filter_chain(rotation, fit, width, height, src_w, src_h, color):
                 node = graph.add(name, args) if args else graph.add(name)
                 last.link_to(node)
                 last = node
@@ -196,7 +222,7 @@ class ClipReader:
         width: int,
         height: int,
         limits: Limits,
-        threads: int = 0,
+        threads: int = 2,
         start_at: float = 0.0,
     ) -> None:
         assert info.video is not None

@@ -103,6 +103,9 @@ def add_video_stream(
         raise InternalError(f"{name} is not a video encoder")
     stream.width, stream.height = width, height
     stream.pix_fmt = "yuv420p"
+    # Frame threads, as the ffmpeg command line uses: PyAV's default (slice threads) makes
+    # libx264 encode each frame in slices, about 12 % slower on the reference reel.
+    stream.codec_context.thread_type = "FRAME"
     return stream
 
 

@@ -8,6 +8,7 @@ arrive as local paths (the queue worker downloads ``s3://`` inputs and passes th
 
 from __future__ import annotations
 
+import ctypes
 import logging
 import math
 import os
@@ -15,6 +16,7 @@ import uuid
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from fractions import Fraction
+from functools import cache
 from pathlib import Path
 
 import av
@@ -268,25 +270,59 @@ def prepare(
     )
 
 
-def _soundtrack(comp: Composition, inputs: Inputs) -> np.ndarray:
+def soundtrack_of(comp: Composition) -> soundtrack.Mixer:
+    """The soundtrack's sources: each clip's own sound (volume above 0, ramped through its
+    transitions) and the music (looped or trimmed to the video, with its fades)."""
     job = comp.job
-    n = round(comp.duration * soundtrack.RATE)
-    bed = np.zeros((soundtrack.CHANNELS, n), np.float32)
+    total = round(comp.duration * soundtrack.RATE)
+    sources = []
     for placement, clip, info in zip(comp.placements, job.clips, comp.clips, strict=True):
         if clip.volume <= 0 or info.audio is None:
             continue
-        samples = soundtrack.decode_audio(
-            info.path, clip.uri, clip.trim_start, placement.length, comp.limits
-        )
-        soundtrack.mix_into(
-            bed, soundtrack.clip_track(placement, samples, clip.volume), placement.start
+        fade_in, fade_out = soundtrack.transition_ramps(placement)
+        sources.append(
+            soundtrack.Source(
+                info.path,
+                clip.uri,
+                start=clip.trim_start,
+                at=round(placement.start * soundtrack.RATE),
+                length=round(placement.length * soundtrack.RATE),
+                gain=clip.volume,
+                fade_in=fade_in,
+                fade_out=fade_out,
+            )
         )
     if job.audio is not None and comp.music is not None:
-        music = soundtrack.music_track(
-            job.audio, comp.music.path, comp.duration, comp.music.duration, comp.limits
+        sources.append(
+            soundtrack.Source(
+                comp.music.path,
+                job.audio.uri,
+                start=0.0,
+                at=0,
+                length=total,
+                gain=job.audio.volume,
+                fade_in=round(job.audio.fade_in * soundtrack.RATE),
+                fade_out=round(job.audio.fade_out * soundtrack.RATE),
+                loop=job.audio.loop,
+            )
         )
-        soundtrack.mix_into(bed, music, 0.0)
-    return bed
+    return soundtrack.Mixer(total, sources, comp.limits)
+
+
+@cache
+def _libc() -> ctypes.CDLL | None:
+    try:
+        return ctypes.CDLL("libc.so.6")
+    except OSError:
+        return None
+
+
+def release_memory() -> None:
+    """Hand freed heap pages back to the system (glibc ``malloc_trim``) once a clip's decoder
+    and buffers are gone, so memory stays flat however many clips a video has."""
+    libc = _libc()
+    if libc is not None and hasattr(libc, "malloc_trim"):
+        libc.malloc_trim(0)
 
 
 def _temp_beside(path: Path, suffix: str) -> Path:
@@ -323,7 +359,7 @@ def render_job(
     tmp = _temp_beside(output, ".mp4")
     tmp_poster = _temp_beside(output, ".jpg") if job.output.poster else None
     try:
-        _encode(comp, inputs, enc, tmp, tmp_poster, clock, progress)
+        _encode(comp, enc, tmp, tmp_poster, clock, progress)
         if tmp_poster is not None:
             os.replace(tmp_poster, poster_path(output))
         os.replace(tmp, output)
@@ -352,15 +388,12 @@ def render_job(
 
 def _encode(
     comp: Composition,
-    inputs: Inputs,
     enc: EncoderChoice,
     tmp: Path,
     tmp_poster: Path | None,
     clock: StageClock,
     progress: Progress | None,
 ) -> None:
-    with clock.stage("mux_audio", part="mix"):
-        bed = _soundtrack(comp, inputs)
     fps = comp.fps
     with av.open(str(tmp), "w", format="mp4", options={"movflags": "+faststart"}) as out:
         vstream = add_video_stream(out, enc.name, comp.width, comp.height, fps)
@@ -373,7 +406,7 @@ def _encode(
         ctx.color_range = 1  # limited ("tv")
         astream = add_audio_stream(out, "aac", soundtrack.RATE)
         astream.bit_rate = AUDIO_BITRATE
-        audio_frames = soundtrack.aac_frames(bed)
+        audio_frames = soundtrack_of(comp).frames()
         audio_watch = Stopwatch()
         pending_audio: av.AudioFrame | None = next(audio_frames, None)
         poster_n = comp.poster_frame() if tmp_poster is not None else -1
@@ -394,7 +427,7 @@ def _encode(
                 for index in sorted(active - readers.keys()):
                     readers[index] = Prefetcher(comp.open_reader(index), wanted[index])
                 # Open the next clip a little ahead so its first frames are decoded in time.
-                upcoming = {la.index for la in plan[min(n + 8, len(plan) - 1)]} - active
+                upcoming = {la.index for la in plan[min(n + 2, len(plan) - 1)]} - active
                 for index in sorted(upcoming - readers.keys()):
                     readers[index] = Prefetcher(comp.open_reader(index), wanted[index])
                 top = max(active)
@@ -428,7 +461,7 @@ def _encode(
         finally:
             for index in list(readers):
                 _close(readers.pop(index), index, clock, composite, encode)
-        clock.record("mux_audio", audio_watch.seconds, part="encode")
+        clock.record("mux_audio", audio_watch.seconds)
 
 
 def _close(
@@ -439,6 +472,7 @@ def _close(
     encode: dict[int, Stopwatch],
 ) -> None:
     prefetcher.close()
+    release_memory()
     reader = prefetcher.reader
     clock.record("decode", reader.times.decode.seconds + reader.times.scale.seconds, clip=index)
     clock.record("composite", composite[index].seconds, clip=index)

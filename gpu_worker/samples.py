@@ -76,6 +76,7 @@ def make_clip(
             stream.codec_context.options = {"preset": "ultrafast", "crf": "18"}
         if bit_rate:
             stream.bit_rate = bit_rate
+        tag_bt709(stream)
         if rotation:
             stream.set_display_rotation(rotation)
         astream = None
@@ -96,7 +97,7 @@ def make_clip(
                 rgb = np.clip(rgb + noise, 0, 255).astype(np.uint8)
             if turns:
                 rgb = np.ascontiguousarray(np.rot90(rgb, k=-turns))
-            frame = av.VideoFrame.from_ndarray(rgb, format="rgb24")
+            frame = bt709(rgb, pix_fmt)
             frame.pts = round(t / time_base)
             frame.time_base = time_base
             for packet in stream.encode(frame):
@@ -107,6 +108,23 @@ def make_clip(
             end = times[-1] + 1 / fps if times else seconds
             _write_tone(out, astream, end, audio_hz)
     return path
+
+
+def bt709(rgb: NDArray[np.uint8], pix_fmt: str = "yuv420p") -> av.VideoFrame:
+    """An RGB picture as a BT.709, limited-range frame of ``pix_fmt``, tagged as such (as
+    cameras and phones tag what they film)."""
+    frame = av.VideoFrame.from_ndarray(rgb, format="rgb24").reformat(
+        format=pix_fmt, src_colorspace="ITU709", dst_colorspace="ITU709"
+    )
+    frame.colorspace = 1  # BT.709
+    frame.color_range = 1  # limited
+    return frame
+
+
+def tag_bt709(stream: av.VideoStream) -> None:
+    ctx = stream.codec_context
+    ctx.colorspace = ctx.color_primaries = ctx.color_trc = 1
+    ctx.color_range = 1
 
 
 def _write_tone(

@@ -92,7 +92,7 @@ SUCCEEDED, FAILED = "succeeded", "failed"
 ENGINE_STAGES = frozenset({"probe", "render_text", "decode", "composite", "encode", "mux_audio"})
 # Stages measured frame by frame and summed: one span per clip whose length is the sum,
 # ending when the clip was closed (its start is therefore not a real moment).
-_SUMMED = frozenset({"decode", "composite", "encode"})
+_SUMMED = frozenset({"decode", "composite", "encode", "mux_audio"})
 
 _TRACES_ENDPOINTS = ("OTEL_EXPORTER_OTLP_ENDPOINT", "OTEL_EXPORTER_OTLP_TRACES_ENDPOINT")
 _METRICS_ENDPOINTS = ("OTEL_EXPORTER_OTLP_ENDPOINT", "OTEL_EXPORTER_OTLP_METRICS_ENDPOINT")
@@ -437,9 +437,7 @@ class JobTrace:
         start_ns = max(_ns(record.start), self.start_ns)
         end_ns = max(start_ns, _ns(record.start + record.seconds))
         attributes = {k: _attribute(v) for k, v in record.attributes.items() if v is not None}
-        if record.name in _SUMMED or (
-            record.name == "mux_audio" and record.attributes.get("part") == "encode"
-        ):
+        if record.name in _SUMMED:
             attributes[ACCUMULATED] = True
         with self._lock:
             if record.name in ENGINE_STAGES and (
