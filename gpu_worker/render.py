@@ -9,6 +9,7 @@ arrive as local paths (the queue worker downloads ``s3://`` inputs and passes th
 from __future__ import annotations
 
 import ctypes
+import gc
 import logging
 import math
 import os
@@ -472,6 +473,7 @@ def _close(
     encode: dict[int, Stopwatch],
 ) -> None:
     prefetcher.close()
+    gc.collect()  # PyAV filter graphs and codec contexts sit in reference cycles
     release_memory()
     reader = prefetcher.reader
     clock.record("decode", reader.times.decode.seconds + reader.times.scale.seconds, clip=index)
