@@ -27,9 +27,7 @@ BLOCK = 48 * AAC_FRAME  # about one second of sound mixed at a time
 F32 = NDArray[np.float32]
 
 
-def _decoded(
-    path: Path, label: str, start: float, limits: Limits
-) -> Generator[F32, None, None]:
+def _decoded(path: Path, label: str, start: float, limits: Limits) -> Generator[F32, None, None]:
     """An input's audio from ``start`` seconds on, as (2, n) float32 chunks at 48 kHz,
     sample-exact: a source that starts late is preceded by silence."""
     resampler = av.AudioResampler(format="fltp", layout="stereo", rate=RATE)
@@ -44,29 +42,28 @@ def _decoded(
                 container.seek(int((start + origin - 0.5) / tb), stream=stream)
             except av.error.FFmpegError:
                 container.seek(0)
+
+        def resampled() -> Iterator[tuple[av.AudioFrame | None, list[av.AudioFrame]]]:
+            for frame in container.decode(stream):
+                yield frame, resampler.resample(frame)
+            yield None, resampler.resample(None)  # what the resampler still holds
+
         skip: int | None = None  # samples still to drop (negative: silence to add)
         try:
-            for frame in container.decode(stream):
-                if skip is None:
+            for frame, chunks in resampled():
+                if skip is None and frame is not None:
                     t0 = float(frame.time) - origin if frame.time is not None else 0.0
                     skip = round((start - t0) * RATE)
                     if skip < 0:
                         yield np.zeros((CHANNELS, -skip), np.float32)
                         skip = 0
-                for chunk in resampler.resample(frame):
+                for chunk in chunks:
                     samples = np.asarray(chunk.to_ndarray(), dtype=np.float32)[:CHANNELS]
                     if skip:
                         drop = min(skip, samples.shape[1])
                         samples, skip = samples[:, drop:], skip - drop
                     if samples.shape[1]:
                         yield samples
-            for chunk in resampler.resample(None):
-                samples = np.asarray(chunk.to_ndarray(), dtype=np.float32)[:CHANNELS]
-                if skip:
-                    drop = min(skip, samples.shape[1])
-                    samples, skip = samples[:, drop:], skip - drop
-                if samples.shape[1]:
-                    yield samples
         except av.error.FFmpegError as exc:
             raise av_error(label, exc) from exc
 
