@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+import av
 import numpy as np
 from numpy.typing import NDArray
 from PIL import Image
@@ -120,6 +121,28 @@ def blend_sprite(planes: tuple[U8, U8, U8], sprite: YuvSprite, alpha: float, dy:
     _blend(py, sprite.y_pre, sprite.alpha, sprite.x, y, factor)
     _blend(pu, sprite.u_pre, sprite.alpha_half, sprite.x // 2, y // 2, factor)
     _blend(pv, sprite.v_pre, sprite.alpha_half, sprite.x // 2, y // 2, factor)
+
+
+def planes_of(arr: U8, width: int, height: int) -> tuple[U8, U8, U8]:
+    """Y, U and V views of a (height * 3/2, width) yuv420p array."""
+    h, w = height, width
+    return (
+        arr[:h],
+        arr[h : h + h // 4].reshape(h // 2, w // 2),
+        arr[h + h // 4 :].reshape(h // 2, w // 2),
+    )
+
+
+def frame_pixels(frame: av.VideoFrame) -> U8:
+    """A yuv420p frame's pixels as one (height * 3/2, width) array, copied once (PyAV's
+    ``to_ndarray`` copies padded planes twice)."""
+    w, h = frame.width, frame.height
+    out = np.empty((h * 3 // 2, w), np.uint8)
+    for plane, dst in zip(frame.planes, planes_of(out, w, h), strict=True):
+        rows, cols = dst.shape
+        src = np.frombuffer(memoryview(plane), np.uint8).reshape(rows, plane.line_size)[:, :cols]
+        np.copyto(dst, src)
+    return out
 
 
 def mix(bottom: U8, top: U8, weight: float) -> U8:

@@ -21,13 +21,21 @@ from functools import cache
 from pathlib import Path
 
 import av
-import numpy as np
 from PIL import Image
 
 from gpu_worker import audio as soundtrack
 from gpu_worker import fonts
 from gpu_worker.clips import ClipReader, Prefetcher, clip_length
-from gpu_worker.composite import U8, YuvSprite, blend_sprite, darken, mix, to_yuv_sprite
+from gpu_worker.composite import (
+    U8,
+    YuvSprite,
+    blend_sprite,
+    darken,
+    frame_pixels,
+    mix,
+    planes_of,
+    to_yuv_sprite,
+)
 from gpu_worker.encoder import (
     EncoderChoice,
     add_audio_stream,
@@ -164,7 +172,7 @@ class Composition:
         with watch:
             arr: U8 | None = None
             for layer, frame in fitted:
-                pixels: U8 = np.asarray(frame.to_ndarray(), dtype=np.uint8)
+                pixels = frame_pixels(frame)
                 if arr is None or layer.weight >= 1.0:
                     arr = pixels
                 elif layer.weight > 0.0:
@@ -175,11 +183,7 @@ class Composition:
             if brightness < 1.0:
                 arr[:h] = darken(arr[:h], brightness, 16)
                 arr[h:] = darken(arr[h:], brightness, 128)
-            planes = (
-                arr[:h],
-                arr[h : h + h // 4].reshape(h // 2, w // 2),
-                arr[h + h // 4 :].reshape(h // 2, w // 2),
-            )
+            planes = planes_of(arr, w, h)
             for text in self.texts:
                 spec = self.job.texts[text.index]
                 state = text_state(t, text.start, text.end, spec.animation, spec.opacity, h)
