@@ -233,3 +233,9 @@ def test_every_code_is_stable_and_documented() -> None:
     readme = (Path(__file__).parents[1] / "README.md").read_text(encoding="utf-8")
     for code in codes:
         assert f"`{code}`" in readme, f"README does not explain {code}"
+
+
+def test_other_url_schemes_are_forbidden(tmp_path: Path) -> None:
+    for uri in ("http://169.254.169.254/latest/meta-data", "file:///etc/passwd", "ftp://x/a.mp4"):
+        rc, _, err = run_cli("render", str(write_job(tmp_path, job_dict([{"uri": uri}]))))
+        assert rc == 2 and "error input_forbidden: " in err, (uri, err)
