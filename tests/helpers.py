@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
+import importlib.util
+import sys
 from dataclasses import dataclass
 from pathlib import Path
+from types import ModuleType
 from typing import Any
 
 import av
@@ -59,3 +62,16 @@ def job_dict(clips: list[dict[str, Any]], **extra: Any) -> dict[str, Any]:
     output = {"uri": "out.mp4", "width": 96, "height": 160, "fps": 10}
     output.update(extra.pop("output", {}))
     return {"version": 1, "job_id": "test-job", "output": output, "clips": clips, **extra}
+
+
+def load_benchmark(name: str) -> ModuleType:
+    """A script of benchmarks/ imported as a module (the folder is not a package)."""
+    root = Path(__file__).resolve().parent.parent
+    spec = importlib.util.spec_from_file_location(
+        f"bench_{name}", root / "benchmarks" / f"{name}.py"
+    )
+    assert spec is not None and spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[spec.name] = module  # dataclasses look their module up
+    spec.loader.exec_module(module)
+    return module

@@ -9,30 +9,19 @@ import shutil
 import subprocess
 import sys
 from pathlib import Path
-from types import ModuleType
 from typing import Any
 
 import av
 import numpy as np
 import pytest
+from helpers import load_benchmark
 
 ROOT = Path(__file__).resolve().parent.parent
 CLIP_SECONDS = 0.5
 DIVISOR = 8  # 1080x1920 -> 136x240
 
 
-def _load(name: str) -> ModuleType:
-    spec = importlib.util.spec_from_file_location(
-        f"bench_{name}", ROOT / "benchmarks" / f"{name}.py"
-    )
-    assert spec is not None and spec.loader is not None
-    module = importlib.util.module_from_spec(spec)
-    sys.modules[spec.name] = module  # dataclasses look their module up
-    spec.loader.exec_module(module)
-    return module
-
-
-compare = _load("compare")
+compare = load_benchmark("compare")
 reference = sys.modules["reference"]  # imported by compare from benchmarks/
 FFMPEG = shutil.which("ffmpeg")
 SIZE = (136, 240)
