@@ -248,6 +248,8 @@ def main(argv: Sequence[str] | None = None) -> int:
 
     args = build_parser().parse_args(argv)
     setup_logging(verbose=args.verbose)
+    if getattr(args, "quiet", False):
+        logging.getLogger().setLevel(logging.WARNING)
     try:
         code: int = args.func(args)
         return code

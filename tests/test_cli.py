@@ -42,6 +42,7 @@ def test_render_prints_path_duration_and_time(tmp_path: Path) -> None:
     assert len(read_output(tmp_path / "renders" / "a.mp4").frames) == 10
     quiet = cli("render", str(tmp_path / "job.json"), "-o", str(tmp_path / "b.mp4"), "--quiet")
     assert quiet.returncode == 0 and quiet.stdout.strip() == str(tmp_path / "b.mp4")
+    assert quiet.stderr == ""  # no log lines either
 
 
 def test_preview_writes_png(tmp_path: Path) -> None:
