@@ -83,6 +83,28 @@ def cover_crop(src_w: int, src_h: int, width: int, height: int) -> tuple[int, in
     return w, h, (src_w - w) // 2, (src_h - h) // 2
 
 
+def rotation_filters(rotation: int) -> list[tuple[str, str]]:
+    """The filters turning a picture stored with a display rotation (counter-clockwise
+    degrees) upright."""
+    if rotation == 90:
+        return [("transpose", "cclock")]
+    if rotation == 270:
+        return [("transpose", "clock")]
+    if rotation == 180:
+        return [("hflip", ""), ("vflip", "")]
+    return []
+
+
+def _link(graph: av.filter.Graph, start: Any, chain: list[tuple[str, str]], output: int = 0) -> Any:
+    """Add ``chain`` after ``start`` (from its ``output`` pad); the last filter added."""
+    last = start
+    for i, (name, args) in enumerate(chain):
+        node = graph.add(name, args) if args else graph.add(name)
+        last.link_to(node, output if i == 0 else 0, 0)
+        last = node
+    return last
+
+
 def filter_chain(
     rotation: int,
     fit: Fit,
@@ -95,13 +117,7 @@ def filter_chain(
     """The filters (name, args) that turn a decoded picture (upright size ``src_w`` x
     ``src_h``) into an upright output frame, in one libavfilter pass; ``color`` holds the
     scaler's colour options (see :func:`color_args`)."""
-    chain: list[tuple[str, str]] = []
-    if rotation == 90:
-        chain.append(("transpose", "cclock"))
-    elif rotation == 270:
-        chain.append(("transpose", "clock"))
-    elif rotation == 180:
-        chain += [("hflip", ""), ("vflip", "")]
+    chain = rotation_filters(rotation)
     size = f"w={width}:h={height}"
     if fit is Fit.COVER:
         cw, ch, cx, cy = cover_crop(src_w, src_h, width, height)
@@ -143,15 +159,8 @@ class _Fitter:
         color = color_args(first)
         sink = graph.add("buffersink")
         if fit is Fit.BLUR:
-            pre = filter_chain(rotation, Fit.COVER, width, height, src_w, src_h, color)
-            turn = [f for f in pre if f[0] in ("transpose", "hflip", "vflip")]
-            last = src
-            for name, args in turn:
-                node = graph.add(name, args)
-                last.link_to(node)
-                last = node
             split = graph.add("split", "2")
-            last.link_to(split)
+            _link(graph, src, rotation_filters(rotation)).link_to(split)
             # Background: cover, then a cheap strong blur at 1/8 size, scaled back up.
             small_w, small_h = max(2, width // 8 // 2 * 2), max(2, height // 8 // 2 * 2)
             back = [
@@ -171,17 +180,9 @@ class _Fitter:
                 ("format", "yuv420p"),
                 ("setsar", "1"),
             ]
-            ends = []
-            for output, chain in enumerate((back, front)):
-                last = split
-                for i, (name, args) in enumerate(chain):
-                    node = graph.add(name, args) if args else graph.add(name)
-                    if i == 0:
-                        last.link_to(node, output, 0)
-                    else:
-                        last.link_to(node)
-                    last = node
-                ends.append(last)
+            ends = [
+                _link(graph, split, chain, output) for output, chain in enumerate((back, front))
+            ]
             overlay = graph.add("overlay", "x=(W-w)/2:y=(H-h)/2:format=yuv420")
             ends[0].link_to(overlay, 0, 0)
             ends[1].link_to(overlay, 0, 1)
@@ -189,12 +190,8 @@ class _Fitter:
             overlay.link_to(fmt)
             fmt.link_to(sink)
         else:
-            last = src
-            for name, args in filter_chain(rotation, fit, width, height, src_w, src_h, color):
-                node = graph.add(name, args) if args else graph.add(name)
-                last.link_to(node)
-                last = node
-            last.link_to(sink)
+            chain = filter_chain(rotation, fit, width, height, src_w, src_h, color)
+            _link(graph, src, chain).link_to(sink)
         graph.configure()
         self.graph = graph
 

@@ -59,13 +59,6 @@ class VideoInfo:
     rate: Fraction | None
     still: bool
 
-    @property
-    def display_size(self) -> tuple[int, int]:
-        """Width and height as a viewer sees the picture, rotation applied."""
-        if self.rotation in (90, 270):
-            return self.height, self.width
-        return self.width, self.height
-
 
 @dataclass(frozen=True)
 class AudioInfo:

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import math
 import unicodedata
+from collections.abc import Callable
 from dataclasses import dataclass
 from functools import cache
 from pathlib import Path
@@ -144,11 +145,9 @@ class _Shaper:
                 x += self.font.getlength(unit) + self.spacing
 
 
-def wrap(text: str, width_of: object, max_width: float) -> list[str]:
+def wrap(text: str, measure: Callable[[str], float], max_width: float) -> list[str]:
     """Greedy word wrap: each paragraph (split on newlines) into lines no wider than
     ``max_width`` where words allow; a single word wider than that keeps a line of its own."""
-    measure = width_of if callable(width_of) else None
-    assert measure is not None
     lines: list[str] = []
     for paragraph in text.split("\n"):
         words = paragraph.split()
