@@ -31,6 +31,7 @@ lint: install-test
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
 	$(BIN)/mypy
+	$(BIN)/lint-imports
 	$(BIN)/hadolint Dockerfile.cpu Dockerfile.cuda
 	$(BIN)/cfn-lint infra/template.yaml
 

@@ -47,8 +47,8 @@ import av  # noqa: E402
 import reference  # noqa: E402
 from PIL import ImageFont  # noqa: E402
 
-from gpu_worker import fonts  # noqa: E402
-from gpu_worker.text import wrap  # noqa: E402
+from gpu_worker.render import fonts  # noqa: E402
+from gpu_worker.render.text import wrap  # noqa: E402
 
 RESULTS = HERE / "results"
 CONTENDERS = ("ours", "ffmpeg", "moviepy", "floor")

@@ -6,7 +6,7 @@ Reads the same job file as ``gpu-worker render`` and ignores its texts and audio
 decoded with PyAV (frame threads, ``thread_type = "AUTO"``) a few frames ahead in its own
 thread, as the renderer does; the frame shown at each output time is picked by timestamp (the
 last one not after it), fitted by the same libavfilter filters the renderer uses
-(``gpu_worker.clips.filter_chain``, so the floor follows the renderer) and encoded with the
+(``gpu_worker.render.clips.filter_chain``, so the floor follows the renderer) and encoded with the
 renderer's libx264 options for the job's quality into an MP4 (``+faststart``). No text, no
 compositing, no audio.
 """
@@ -25,18 +25,18 @@ from typing import Any
 import av
 import av.filter
 
-from gpu_worker.clips import color_args, filter_chain
-from gpu_worker.encoder import X264, add_video_stream, encoder_options
 from gpu_worker.job import Fit, parse_job
 from gpu_worker.limits import Limits
-from gpu_worker.media import probe
+from gpu_worker.render.clips import color_args, filter_chain
+from gpu_worker.render.encoder import X264, add_video_stream, encoder_options
+from gpu_worker.render.media import probe
 
 _EPS = 1e-4
 
 
 class _Cover:
     """The renderer's cover fit as one libavfilter graph, built from the first decoded frame:
-    the filters come from ``gpu_worker.clips.filter_chain`` (whichever signature it has now;
+    the filters come from ``gpu_worker.render.clips.filter_chain`` (whichever signature it has now;
     newer versions take the upright source size, to crop before scaling)."""
 
     def __init__(

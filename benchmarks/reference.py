@@ -10,6 +10,7 @@ action, a small watermark the whole time), music with a fade-out; libx264 veryfa
 from __future__ import annotations
 
 import json
+import sys
 from fractions import Fraction
 from pathlib import Path
 from typing import Any
@@ -17,10 +18,13 @@ from typing import Any
 import av
 import numpy as np
 
-from gpu_worker.encoder import add_video_stream
-from gpu_worker.samples import bt709, make_music, tag_bt709
-
 HERE = Path(__file__).resolve().parent
+if str(HERE.parent) not in sys.path:  # examples/samples.py, the procedural media, is a sibling
+    sys.path.insert(0, str(HERE.parent))
+
+from examples.samples import bt709, make_music, tag_bt709  # noqa: E402
+from gpu_worker.render.encoder import add_video_stream  # noqa: E402
+
 MEDIA = HERE / "media"
 CLIP_SECONDS = 6.0
 BITRATE = 16_000_000

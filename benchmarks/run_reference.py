@@ -52,10 +52,14 @@ def main(argv: list[str] | None = None) -> int:
         current = os.environ.get("OTEL_RESOURCE_ATTRIBUTES")
         os.environ["OTEL_RESOURCE_ATTRIBUTES"] = f"{current},{extra}" if current else extra
 
-    from gpu_worker.encoder import choose_encoder
     from gpu_worker.job import load_job
-    from gpu_worker.render import render_job
-    from gpu_worker.telemetry import JsonLinesSpanExporter, setup_telemetry, traced_job
+    from gpu_worker.observability.telemetry import (
+        JsonLinesSpanExporter,
+        setup_telemetry,
+        traced_job,
+    )
+    from gpu_worker.render.encoder import choose_encoder
+    from gpu_worker.render.pipeline import render_job
 
     args.work.mkdir(parents=True, exist_ok=True)
     output = args.work / "reference.mp4"

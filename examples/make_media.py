@@ -8,7 +8,11 @@ from __future__ import annotations
 import sys
 from pathlib import Path
 
-from gpu_worker.samples import make_clip, make_image, make_music
+ROOT = Path(__file__).resolve().parent.parent
+if str(ROOT) not in sys.path:  # run as a script: make examples.samples importable
+    sys.path.insert(0, str(ROOT))
+
+from examples.samples import make_clip, make_image, make_music  # noqa: E402
 
 MEDIA = Path(__file__).resolve().parent / "media"
 

@@ -8,7 +8,7 @@ Run from anywhere with the project's virtualenv (needs ``npm`` on PATH and the r
 For each package it runs ``npm pack`` in a temporary folder, extracts the tarball, keeps every
 static ``.ttf`` (variable fonts, those with an ``fvar`` table, are skipped) and the font licence
 (``LICENSE_FONT``, saved as ``OFL.txt`` or ``LICENSE.txt``). Weight and style are read from each
-font file with :func:`gpu_worker.fonts.load_font_file` and must agree with the file name
+font file with :func:`gpu_worker.render.fonts.load_font_file` and must agree with the file name
 (``Montserrat_700Bold_Italic.ttf`` is 700, italic); any disagreement stops the script.
 Only the family folders it writes and ``catalog.json`` are replaced; README.md and this script
 stay.
@@ -32,7 +32,7 @@ from fontTools.ttLib import TTFont
 HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE.parent))
 
-from gpu_worker.fonts import CATALOG_FILE, load_font_file  # noqa: E402
+from gpu_worker.render.fonts import CATALOG_FILE, load_font_file  # noqa: E402
 
 # npm package -> pinned version. Add a family here, run the script, commit the result.
 PACKAGES: dict[str, str] = {

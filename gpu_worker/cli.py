@@ -1,8 +1,10 @@
 """The ``gpu-worker`` command line: render, preview, validate, schema, fonts, doctor, serve.
 
-Logging is configured here and nowhere else: JSON lines on stderr (gpu_worker.logs), each
-with the job_id and trace_id of the job under way. Errors print one plain line
-``error <code>: <message>`` and exit 2 for job errors, 1 for internal ones.
+Settings are read once, at start (:class:`gpu_worker.settings.Settings`); a bad one exits 1
+with ``error invalid_config: VARIABLE: why``. Logging is configured here and nowhere else:
+JSON lines on stderr (gpu_worker.observability.logs), each with the job_id and trace_id of the
+job under way. Errors print one plain line ``error <code>: <message>`` and exit 2 for job
+errors, 1 for internal ones.
 """
 
 from __future__ import annotations
@@ -16,7 +18,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-from gpu_worker.errors import GpuWorkerError, InvalidJob
+from gpu_worker.errors import GpuWorkerError, InputForbidden, InvalidJob, UnsupportedInput
 
 log = logging.getLogger("gpu_worker")
 
@@ -28,6 +30,20 @@ def _job_and_dir(path: str) -> tuple[Any, Path]:
 
     job_path = Path(path)
     return load_job(job_path), job_path.resolve().parent
+
+
+def _local_inputs_only(job: Any) -> None:
+    """``gpu-worker render`` reads local files: say so for an S3 input, refuse other URLs."""
+    for ref in job.inputs():
+        if ref.uri.startswith("s3://"):
+            raise UnsupportedInput(
+                f"{ref.label}: {ref.uri} is in S3; `gpu-worker serve` fetches S3 inputs, "
+                "`gpu-worker render` reads local files only"
+            )
+        if "://" in ref.uri:
+            raise InputForbidden(
+                f"{ref.label}: {ref.uri}: only s3:// URIs and local paths are read"
+            )
 
 
 def _output_for(job: Any, base_dir: Path, override: str | None) -> Path:
@@ -73,11 +89,16 @@ class _Progress:
 
 
 def cmd_render(args: argparse.Namespace) -> int:
-    from gpu_worker.encoder import choose_encoder
-    from gpu_worker.render import render_job
-    from gpu_worker.telemetry import JsonLinesSpanExporter, setup_telemetry, traced_job
+    from gpu_worker.observability.telemetry import (
+        JsonLinesSpanExporter,
+        setup_telemetry,
+        traced_job,
+    )
+    from gpu_worker.render.encoder import choose_encoder
+    from gpu_worker.render.pipeline import render_job
 
     job, base_dir = _job_and_dir(args.job)
+    _local_inputs_only(job)
     output = _output_for(job, base_dir, args.output)
     telemetry = setup_telemetry()
     if args.trace_file:
@@ -116,9 +137,10 @@ def cmd_render(args: argparse.Namespace) -> int:
 
 
 def cmd_preview(args: argparse.Namespace) -> int:
-    from gpu_worker.render import preview_frame
+    from gpu_worker.render.pipeline import preview_frame
 
     job, base_dir = _job_and_dir(args.job)
+    _local_inputs_only(job)
     image = preview_frame(job, args.at, base_dir=base_dir)
     out = Path(args.output)
     out.parent.mkdir(parents=True, exist_ok=True)
@@ -130,8 +152,8 @@ def cmd_preview(args: argparse.Namespace) -> int:
 def cmd_validate(args: argparse.Namespace) -> int:
     from pydantic import ValidationError
 
-    from gpu_worker import fonts
     from gpu_worker.job import decode_job_text, problems, validate
+    from gpu_worker.render import fonts
 
     try:
         data = decode_job_text(Path(args.job).read_bytes())
@@ -173,7 +195,7 @@ def cmd_schema(args: argparse.Namespace) -> int:
 
 
 def cmd_fonts(args: argparse.Namespace) -> int:
-    from gpu_worker import fonts
+    from gpu_worker.render import fonts
 
     faces = fonts.catalog()
     for face in faces:
@@ -190,8 +212,8 @@ def cmd_doctor(args: argparse.Namespace) -> int:
 
 
 def cmd_serve(args: argparse.Namespace) -> int:
-    from gpu_worker.serve import run_from_env
-    from gpu_worker.telemetry import serve_hooks, setup_telemetry
+    from gpu_worker.observability.telemetry import serve_hooks, setup_telemetry
+    from gpu_worker.service.worker import run_from_env
 
     telemetry = setup_telemetry()
     try:
@@ -244,7 +266,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    from gpu_worker.logs import setup_logging
+    from gpu_worker.observability.logs import setup_logging
 
     args = build_parser().parse_args(argv)
     setup_logging(verbose=args.verbose)

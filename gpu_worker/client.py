@@ -15,7 +15,7 @@ from collections.abc import Mapping
 from typing import Any
 
 from gpu_worker.job import Job, decode_job_text, parse_job
-from gpu_worker.webhook import SIGNATURE_VERSION, parse_secret, sign
+from gpu_worker.service.webhook import SIGNATURE_VERSION, parse_secret, sign
 
 __all__ = ["WebhookVerificationError", "submit_job", "verify_webhook"]
 

@@ -10,8 +10,11 @@ from fractions import Fraction
 import av
 import numpy as np
 
-from gpu_worker import __version__, fonts
-from gpu_worker.encoder import (
+from gpu_worker import __version__
+from gpu_worker.errors import GpuWorkerError
+from gpu_worker.job import Quality
+from gpu_worker.render import fonts
+from gpu_worker.render.encoder import (
     NVENC,
     X264,
     add_video_stream,
@@ -19,8 +22,6 @@ from gpu_worker.encoder import (
     encoder_options,
     nvenc_probe,
 )
-from gpu_worker.errors import GpuWorkerError
-from gpu_worker.job import Quality
 
 H264_ENCODERS = ("libx264", "h264_nvenc", "h264_vaapi", "h264_qsv", "h264_v4l2m2m")
 HW_DECODERS = ("h264_cuvid", "hevc_cuvid", "vp9_cuvid", "av1_cuvid")

@@ -10,7 +10,7 @@ import json
 import re
 from enum import StrEnum
 from pathlib import Path
-from typing import Annotated, Any, Literal
+from typing import Annotated, Any, Literal, NamedTuple
 
 from pydantic import (
     BaseModel,
@@ -25,6 +25,8 @@ from gpu_worker.errors import InvalidJob
 
 _COLOR = re.compile(r"^#(?:[0-9A-Fa-f]{6}|[0-9A-Fa-f]{8})$")
 METADATA_MAX_BYTES = 4096
+JOB_ID_PATTERN = r"^[A-Za-z0-9_.-]{1,128}$"  # also what a message's job id must look like
+
 
 Color = Annotated[str, Field(pattern=_COLOR.pattern, examples=["#FFFFFF", "#00000080"])]
 Seconds = Annotated[float, Field(ge=0, le=86_400)]
@@ -196,11 +198,19 @@ class Audio(_Model):
     loop: bool = True
 
 
+class InputRef(NamedTuple):
+    """One file a job reads: its URI, where the job names it, and whether it is a font."""
+
+    uri: str
+    label: str
+    font: bool = False
+
+
 class Job(_Model):
     """A render job: clips in order, texts on the output timeline, an optional music track."""
 
     version: Literal[1]
-    job_id: str = Field(pattern=r"^[A-Za-z0-9_.-]{1,128}$")
+    job_id: str = Field(pattern=JOB_ID_PATTERN)
     output: Output
     clips: list[Clip] = Field(min_length=1)
     texts: list[Text] = Field(default_factory=list)
@@ -214,6 +224,21 @@ class Job(_Model):
         if size > METADATA_MAX_BYTES:
             raise ValueError(f"is {size} bytes as JSON; at most {METADATA_MAX_BYTES}")
         return value
+
+    def inputs(self) -> list[InputRef]:
+        """Every file the job reads, in job order, each URI once (its first mention)."""
+        named = [InputRef(clip.uri, f"clips[{i}]") for i, clip in enumerate(self.clips)]
+        if self.audio is not None:
+            named.append(InputRef(self.audio.uri, "audio"))
+        named += [
+            InputRef(text.font_uri, f"texts[{i}].font_uri", font=True)
+            for i, text in enumerate(self.texts)
+            if text.font_uri is not None
+        ]
+        seen: dict[str, InputRef] = {}
+        for ref in named:
+            seen.setdefault(ref.uri, ref)
+        return list(seen.values())
 
     @model_validator(mode="after")
     def _first_clip_has_no_transition(self) -> Job:

@@ -18,7 +18,7 @@ from urllib.parse import urlsplit
 
 from gpu_worker.errors import InternalError
 from gpu_worker.limits import Limits
-from gpu_worker.webhook import parse_secret
+from gpu_worker.service.webhook import parse_secret
 
 QUEUE_URL = "SQS_QUEUE_URL"
 REGION = "AWS_DEFAULT_REGION"

@@ -22,7 +22,7 @@ import boto3
 import pytest
 from botocore.config import Config
 
-from gpu_worker import samples
+from examples import samples
 
 REGION = "us-east-1"
 CREDENTIALS = {
@@ -295,7 +295,7 @@ class Media:
 
 @pytest.fixture(scope="session")
 def media(tmp_path_factory: pytest.TempPathFactory) -> Media:
-    from gpu_worker import fonts
+    from gpu_worker.render import fonts
 
     folder = tmp_path_factory.mktemp("media")
     return Media(

@@ -11,7 +11,7 @@ import pytest
 from helpers import Output, read_output
 
 from gpu_worker.job import parse_job
-from gpu_worker.render import RenderResult, render_job
+from gpu_worker.render.pipeline import RenderResult, render_job
 
 
 @pytest.fixture(scope="session")

@@ -7,9 +7,9 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from gpu_worker.audio import AAC_FRAME, BLOCK, RATE, Mixer, Source, ramp
+from examples.samples import make_music
 from gpu_worker.limits import Limits
-from gpu_worker.samples import make_music
+from gpu_worker.render.audio import AAC_FRAME, BLOCK, RATE, Mixer, Source, ramp
 
 
 @pytest.mark.parametrize(

@@ -12,7 +12,7 @@ import numpy as np
 from helpers import job_dict, read_output
 from PIL import Image
 
-from gpu_worker.samples import make_clip
+from examples.samples import make_clip
 
 ROOT = Path(__file__).resolve().parents[1]
 

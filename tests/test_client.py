@@ -12,7 +12,7 @@ from aws_fixtures import SECRET, Aws, job
 from gpu_worker.client import WebhookVerificationError, submit_job, verify_webhook
 from gpu_worker.errors import InvalidJob
 from gpu_worker.job import parse_job
-from gpu_worker.webhook import parse_secret, sign
+from gpu_worker.service.webhook import parse_secret, sign
 
 pytest_plugins = ["aws_fixtures"]
 

@@ -289,10 +289,14 @@ def test_every_price_has_its_source_and_date() -> None:
 def test_markdown_and_chart_from_a_real_render_trace(
     tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
 ) -> None:
+    from examples.samples import make_clip
     from gpu_worker.job import parse_job
-    from gpu_worker.render import render_job
-    from gpu_worker.samples import make_clip
-    from gpu_worker.telemetry import JsonLinesSpanExporter, setup_telemetry, traced_job
+    from gpu_worker.observability.telemetry import (
+        JsonLinesSpanExporter,
+        setup_telemetry,
+        traced_job,
+    )
+    from gpu_worker.render.pipeline import render_job
 
     monkeypatch.setenv("GPU_WORKER_ENCODER", "x264")
     make_clip(tmp_path / "a.mp4", width=64, height=112, seconds=1)

@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import pytest
 
-from gpu_worker.decoder import choose_decoder, cuvid_options, nvdec_probe
 from gpu_worker.errors import DecoderUnavailable
 from gpu_worker.job import Fit
+from gpu_worker.render.decoder import choose_decoder, cuvid_options, nvdec_probe
 
 NO_NVDEC = not nvdec_probe("h264")[0]
 

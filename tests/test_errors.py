@@ -12,9 +12,9 @@ from typing import Any
 import pytest
 from helpers import job_dict
 
-from gpu_worker.encoder import choose_encoder, nvenc_probe
+from examples.samples import make_clip, make_music
 from gpu_worker.errors import EncoderUnavailable, GpuWorkerError
-from gpu_worker.samples import make_clip, make_music
+from gpu_worker.render.encoder import choose_encoder, nvenc_probe
 
 
 def run_cli(
@@ -155,7 +155,7 @@ def test_huge_declared_picture_is_refused_before_decoding(tmp_path: Path) -> Non
     rc, _, err = run_cli("render", str(write_job(tmp_path, data)))
     assert rc == 2 and "error limit_exceeded: bomb.png: the picture declares far more" in err
     # A picture a little over the side limit names its size.
-    from gpu_worker.samples import make_image
+    from examples.samples import make_image
 
     make_image(tmp_path / "big.png", width=4100, height=10)
     rc, _, err = run_cli(

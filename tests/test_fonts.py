@@ -1,4 +1,4 @@
-"""Tests of the bundled fonts (fonts/) and of gpu_worker.fonts."""
+"""Tests of the bundled fonts (fonts/) and of gpu_worker.render.fonts."""
 
 from __future__ import annotations
 
@@ -12,9 +12,9 @@ from fontTools.ttLib import TTFont
 from PIL import ImageFont
 
 import gpu_worker
-from gpu_worker import fonts
 from gpu_worker.errors import FontNotFound, InputNotFound, InputUnreadable
-from gpu_worker.fonts import FontFace, nearest_weight
+from gpu_worker.render import fonts
+from gpu_worker.render.fonts import FontFace, nearest_weight
 
 EXPECTED_FACES = {
     # family: (weights, has italics)

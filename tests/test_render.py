@@ -13,11 +13,11 @@ import pytest
 from helpers import job_dict, read_output
 from PIL import Image
 
-from gpu_worker.encoder import add_video_stream
+from examples.samples import make_clip, make_image, make_music
 from gpu_worker.errors import InternalError
 from gpu_worker.job import parse_job
-from gpu_worker.render import preview_frame, render_job
-from gpu_worker.samples import make_clip, make_image, make_music
+from gpu_worker.render.encoder import add_video_stream
+from gpu_worker.render.pipeline import preview_frame, render_job
 
 RED, GREEN, BLUE, BLACK, GREY = (
     (220, 30, 30),
@@ -335,7 +335,7 @@ def test_failed_render_leaves_nothing(tmp_path: Path) -> None:
 
 
 def test_texts_rasterised_once_per_job(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    import gpu_worker.render as render_module
+    import gpu_worker.render.pipeline as render_module
 
     calls: list[int] = []
     real = render_module.render_text

@@ -33,8 +33,10 @@ from aws_fixtures import (
 from gpu_worker import cli
 from gpu_worker.client import submit_job, verify_webhook
 from gpu_worker.errors import InternalError
-from gpu_worker.media import probe
-from gpu_worker.serve import (
+from gpu_worker.render.media import probe
+from gpu_worker.render.stages import StageRecord
+from gpu_worker.service.webhook import webhook_id
+from gpu_worker.service.worker import (
     JobContext,
     Outcome,
     Worker,
@@ -42,8 +44,6 @@ from gpu_worker.serve import (
     retry_visibility,
 )
 from gpu_worker.settings import Settings
-from gpu_worker.stages import StageRecord
-from gpu_worker.webhook import webhook_id
 
 pytest_plugins = ["aws_fixtures"]
 
@@ -316,7 +316,7 @@ def test_served_jobs_are_traced(
     # Given the worker wired to telemetry as `gpu-worker serve` wires it
     from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
 
-    from gpu_worker.telemetry import serve_hooks, setup_telemetry
+    from gpu_worker.observability.telemetry import serve_hooks, setup_telemetry
 
     spans = InMemorySpanExporter()
     telemetry = setup_telemetry(span_exporters=[spans])

@@ -19,7 +19,7 @@ from gpu_worker.errors import (
     LimitExceeded,
     TransientError,
 )
-from gpu_worker.storage import S3Uri, Storage, allowed_buckets, check_allowed, s3_error
+from gpu_worker.service.storage import S3Uri, Storage, allowed_buckets, check_allowed, s3_error
 
 pytest_plugins = ["aws_fixtures"]
 

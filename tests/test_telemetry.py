@@ -17,15 +17,15 @@ from opentelemetry.sdk.trace import ReadableSpan
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
 from opentelemetry.trace import SpanKind, StatusCode
 
-from gpu_worker import telemetry as tm
+from examples.samples import make_clip, make_music
 from gpu_worker.cli import main
 from gpu_worker.errors import InputNotFound
 from gpu_worker.job import Job, parse_job
-from gpu_worker.logs import JsonFormatter, job_id_var, setup_logging
-from gpu_worker.render import render_job
-from gpu_worker.samples import make_clip, make_music
-from gpu_worker.stages import StageClock
-from gpu_worker.telemetry import JobTrace, Telemetry, setup_telemetry, traced_job
+from gpu_worker.observability import telemetry as tm
+from gpu_worker.observability.logs import JsonFormatter, job_id_var, setup_logging
+from gpu_worker.observability.telemetry import JobTrace, Telemetry, setup_telemetry, traced_job
+from gpu_worker.render.pipeline import render_job
+from gpu_worker.render.stages import StageClock
 
 ENGINE = {"probe", "render_text", "decode", "composite", "encode", "mux_audio"}
 TRACEPARENT = "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01"
@@ -309,9 +309,9 @@ def test_job_metrics(
     assert [(dict(p.attributes), p.value) for p in points["gpu_worker.jobs"]] == [
         ({"job.outcome": "succeeded", "worker.kind": "cpu"}, 2)
     ]
-    (render,) = points["gpu_worker.render.duration"]
+    (render,) = points["gpu_worker.render.pipeline.duration"]
     assert render.count == 2 and render.sum > 0
-    (fps,) = points["gpu_worker.render.fps"]
+    (fps,) = points["gpu_worker.render.pipeline.fps"]
     assert fps.count == 2 and fps.min > 0
     (in_flight,) = points["gpu_worker.jobs.in_flight"]
     assert in_flight.value == 0

@@ -9,7 +9,7 @@ import pytest
 
 from gpu_worker.errors import FontNotFound, GlyphMissing, TextOverflow
 from gpu_worker.job import Text
-from gpu_worker.text import Sprite, render_text, wrap
+from gpu_worker.render.text import Sprite, render_text, wrap
 
 W, H = 1080, 1920
 
@@ -232,7 +232,7 @@ def test_devanagari_conjuncts_are_formed() -> None:
 
 def test_font_uri_files_are_checked(tmp_path: Any) -> None:
     from gpu_worker.errors import InputNotFound, InputUnreadable
-    from gpu_worker.fonts import load_font_file
+    from gpu_worker.render.fonts import load_font_file
 
     bogus = tmp_path / "evil.ttf"
     bogus.write_text("not a font")

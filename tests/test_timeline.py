@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 
 from gpu_worker.job import Animation, AnimationKind, TransitionType
-from gpu_worker.timeline import (
+from gpu_worker.render.timeline import (
     SLIDE_FRACTION,
     frame_count,
     layers_at,

@@ -10,10 +10,10 @@ import time
 import pytest
 from aws_fixtures import SECRET, Receiver, free_port
 
-from gpu_worker import webhook
 from gpu_worker.client import verify_webhook
 from gpu_worker.errors import InputForbidden, InvalidJob
-from gpu_worker.webhook import (
+from gpu_worker.service import webhook
+from gpu_worker.service.webhook import (
     WebhookSender,
     parse_retry_after,
     parse_secret,

@@ -13,7 +13,7 @@ import av
 import numpy as np
 from numpy.typing import NDArray
 
-from gpu_worker.encoder import add_audio_stream, add_video_stream
+from gpu_worker.render.encoder import add_audio_stream, add_video_stream
 
 
 def _pattern(width: int, height: int, i: int, hue: float, fps: float) -> NDArray[np.uint8]:

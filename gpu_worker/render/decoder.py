@@ -17,6 +17,7 @@ import av
 
 from gpu_worker.errors import DecoderUnavailable, InternalError
 from gpu_worker.job import Fit
+from gpu_worker.render.geometry import cover_crop
 
 log = logging.getLogger(__name__)
 
@@ -76,8 +77,6 @@ def cuvid_options(
     """
     if fit is not Fit.COVER:
         return {}, stored_w, stored_h
-    from gpu_worker.clips import cover_crop
-
     turned = rotation in (90, 270)
     up_w, up_h = (stored_h, stored_w) if turned else (stored_w, stored_h)
     cw, ch, cx, cy = cover_crop(up_w, up_h, width, height)

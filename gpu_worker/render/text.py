@@ -17,9 +17,9 @@ from pathlib import Path
 import regex
 from PIL import Image, ImageDraw, ImageFilter, ImageFont
 
-from gpu_worker import fonts
 from gpu_worker.errors import GlyphMissing, TextOverflow
 from gpu_worker.job import Align, Text, parse_color
+from gpu_worker.render import fonts
 
 # Scripts whose letters join or form conjuncts: spacing between their letters would break the
 # shaping, so letter_spacing applies between words there (as CSS recommends).

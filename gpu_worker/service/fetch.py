@@ -14,10 +14,10 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
-from gpu_worker import fonts
 from gpu_worker.job import Job
-from gpu_worker.stages import StageClock
-from gpu_worker.storage import S3Uri, Storage, allowed_buckets, check_allowed
+from gpu_worker.render import fonts
+from gpu_worker.render.stages import StageClock
+from gpu_worker.service.storage import S3Uri, Storage, allowed_buckets, check_allowed
 
 FONT_MAX_BYTES = 64 * 1024**2
 
@@ -37,24 +37,12 @@ def plan_inputs(job: Job, configured: frozenset[str] | None) -> tuple[S3Uri, lis
     output = S3Uri.parse(job.output.uri, "output.uri")
     allowed = allowed_buckets(configured, output.bucket)
     check_allowed(output, allowed, "output.uri")
-    named: list[tuple[str, str, bool]] = [
-        (clip.uri, f"clips[{i}]", False) for i, clip in enumerate(job.clips)
-    ]
-    if job.audio is not None:
-        named.append((job.audio.uri, "audio", False))
-    named += [
-        (text.font_uri, f"texts[{i}].font_uri", True)
-        for i, text in enumerate(job.texts)
-        if text.font_uri is not None
-    ]
-    inputs: dict[str, Input] = {}
-    for uri, label, font in named:
-        if uri in inputs:
-            continue
-        s3 = S3Uri.parse(uri, label)
-        check_allowed(s3, allowed, label)
-        inputs[uri] = Input(uri, s3, label, font)
-    return output, list(inputs.values())
+    inputs: list[Input] = []
+    for ref in job.inputs():
+        s3 = S3Uri.parse(ref.uri, ref.label)
+        check_allowed(s3, allowed, ref.label)
+        inputs.append(Input(ref.uri, s3, ref.label, ref.font))
+    return output, inputs
 
 
 class FontCache:

@@ -18,12 +18,13 @@ import av
 import av.filter
 import av.video.codeccontext
 
-from gpu_worker.decoder import choose_decoder, cuvid_options
 from gpu_worker.errors import InvalidJob
 from gpu_worker.job import Clip, Fit
 from gpu_worker.limits import Limits
-from gpu_worker.media import MediaInfo, av_error, open_input
-from gpu_worker.stages import Stopwatch
+from gpu_worker.render.decoder import choose_decoder, cuvid_options
+from gpu_worker.render.geometry import cover_crop, rotation_filters
+from gpu_worker.render.media import MediaInfo, av_error, open_input
+from gpu_worker.render.stages import Stopwatch
 
 log = logging.getLogger(__name__)
 
@@ -71,28 +72,6 @@ def clip_length(clip: Clip, info: MediaInfo, index: int) -> float:
     if clip.duration is None:
         return rest
     return clip.duration
-
-
-def cover_crop(src_w: int, src_h: int, width: int, height: int) -> tuple[int, int, int, int]:
-    """The centred part (w, h, x, y) of an upright ``src_w`` x ``src_h`` picture that has the
-    output's shape: cropping it *before* scaling scales only the pixels that are kept."""
-    if src_w * height > width * src_h:  # wider than the output: trim the sides
-        w, h = min(src_w, max(2, round(src_h * width / height))), src_h
-    else:  # taller: trim top and bottom
-        w, h = src_w, min(src_h, max(2, round(src_w * height / width)))
-    return w, h, (src_w - w) // 2, (src_h - h) // 2
-
-
-def rotation_filters(rotation: int) -> list[tuple[str, str]]:
-    """The filters turning a picture stored with a display rotation (counter-clockwise
-    degrees) upright."""
-    if rotation == 90:
-        return [("transpose", "cclock")]
-    if rotation == 270:
-        return [("transpose", "clock")]
-    if rotation == 180:
-        return [("hflip", ""), ("vflip", "")]
-    return []
 
 
 def _link(graph: av.filter.Graph, start: Any, chain: list[tuple[str, str]], output: int = 0) -> Any:

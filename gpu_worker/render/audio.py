@@ -17,8 +17,8 @@ from numpy.typing import NDArray
 
 from gpu_worker.job import TransitionType
 from gpu_worker.limits import Limits
-from gpu_worker.media import av_error, open_input
-from gpu_worker.timeline import Placement
+from gpu_worker.render.media import av_error, open_input
+from gpu_worker.render.timeline import Placement
 
 RATE = 48_000
 CHANNELS = 2

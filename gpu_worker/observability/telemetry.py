@@ -1,5 +1,5 @@
 """OpenTelemetry for render jobs: one ``render_job`` span per job, a child span per stage,
-and job metrics; a thin layer over :class:`~gpu_worker.stages.StageClock`, so no span code
+and job metrics; a thin layer over :class:`~gpu_worker.render.stages.StageClock`, so no span code
 lives in the render core.
 
 Configuration is the standard ``OTEL_*`` environment only:
@@ -58,11 +58,11 @@ from opentelemetry.trace import SpanKind, Status, StatusCode
 from opentelemetry.trace.propagation.tracecontext import TraceContextTextMapPropagator
 
 from gpu_worker import __version__
-from gpu_worker.logs import job_id_var
-from gpu_worker.stages import StageClock, StageRecord
+from gpu_worker.observability.logs import job_id_var
+from gpu_worker.render.stages import StageClock, StageRecord
 
 if TYPE_CHECKING:
-    from gpu_worker.render import RenderResult
+    from gpu_worker.render.pipeline import RenderResult
 
 log = logging.getLogger(__name__)
 
@@ -245,7 +245,7 @@ class Telemetry:
             "gpu_worker.jobs", unit="{job}", description="Jobs finished, by outcome"
         )
         self.render_seconds = self.meter.create_histogram(
-            "gpu_worker.render.duration",
+            "gpu_worker.render.pipeline.duration",
             unit="s",
             description="Seconds from the first render stage to the result",
             explicit_bucket_boundaries_advisory=[1, 2, 5, 10, 20, 30, 60, 120, 300, 600, 1200],
@@ -259,7 +259,7 @@ class Telemetry:
             ],
         )  # fmt: skip
         self.frames_per_second = self.meter.create_histogram(
-            "gpu_worker.render.fps",
+            "gpu_worker.render.pipeline.fps",
             unit="{frame}/s",
             description="Output frames rendered per second of render time",
             explicit_bucket_boundaries_advisory=[1, 2, 5, 10, 15, 24, 30, 60, 120, 240, 480],
@@ -606,7 +606,7 @@ def traceparent_from_sqs(message: Mapping[str, Any]) -> str | None:
 
 
 class ServedJob(Protocol):
-    """What the queue worker tells about one message (``gpu_worker.serve.JobContext``)."""
+    """What the queue worker tells about one message (``gpu_worker.service.worker.JobContext``)."""
 
     @property
     def job_id(self) -> str | None: ...

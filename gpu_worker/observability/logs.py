@@ -1,7 +1,8 @@
 """Logs as JSON lines, one object per record, carrying the ``job_id`` and ``trace_id`` of the
 job being worked on, so a log line leads to its trace and a trace to its logs.
 
-``job_id`` comes from a context variable that :func:`gpu_worker.telemetry.traced_job` sets;
+``job_id`` comes from a context variable that
+:func:`gpu_worker.observability.telemetry.traced_job` sets;
 ``trace_id``/``span_id`` come from the OpenTelemetry span current when the record was made.
 """
 

@@ -23,10 +23,19 @@ from pathlib import Path
 import av
 from PIL import Image
 
-from gpu_worker import audio as soundtrack
-from gpu_worker import fonts
-from gpu_worker.clips import ClipReader, Prefetcher, clip_length
-from gpu_worker.composite import (
+from gpu_worker.errors import (
+    GpuWorkerError,
+    InternalError,
+    InvalidJob,
+    LimitExceeded,
+    UnsupportedInput,
+)
+from gpu_worker.job import Job, TransitionType
+from gpu_worker.limits import Limits
+from gpu_worker.render import audio as soundtrack
+from gpu_worker.render import fonts
+from gpu_worker.render.clips import ClipReader, Prefetcher, clip_length
+from gpu_worker.render.composite import (
     U8,
     YuvSprite,
     blend_sprite,
@@ -36,27 +45,17 @@ from gpu_worker.composite import (
     planes_of,
     to_yuv_sprite,
 )
-from gpu_worker.encoder import (
+from gpu_worker.render.encoder import (
     EncoderChoice,
     add_audio_stream,
     add_video_stream,
     choose_encoder,
     encoder_options,
 )
-from gpu_worker.errors import (
-    GpuWorkerError,
-    InputForbidden,
-    InternalError,
-    InvalidJob,
-    LimitExceeded,
-    UnsupportedInput,
-)
-from gpu_worker.job import Job, TransitionType
-from gpu_worker.limits import Limits
-from gpu_worker.media import MediaInfo, probe
-from gpu_worker.stages import StageClock, Stopwatch
-from gpu_worker.text import render_text
-from gpu_worker.timeline import (
+from gpu_worker.render.media import MediaInfo, probe
+from gpu_worker.render.stages import StageClock, Stopwatch
+from gpu_worker.render.text import render_text
+from gpu_worker.render.timeline import (
     Layer,
     Placement,
     frame_count,
@@ -90,8 +89,9 @@ class RenderResult:
 
 
 class Inputs:
-    """Turns a job's URIs into local files: already fetched ones (``s3://`` by the queue
-    worker), absolute paths, or paths relative to the job file's folder."""
+    """Turns a job's URIs into local files: ones the caller already fetched (``fetched``,
+    by URI), absolute paths, or paths relative to the job file's folder. The core reads
+    local files only; any other ``scheme://`` URI left unfetched is ``unsupported_input``."""
 
     def __init__(self, base_dir: Path, fetched: Mapping[str, Path] | None = None) -> None:
         self.base_dir = base_dir
@@ -100,13 +100,10 @@ class Inputs:
     def path(self, uri: str, label: str) -> Path:
         if uri in self.fetched:
             return self.fetched[uri]
-        if uri.startswith("s3://"):
-            raise UnsupportedInput(
-                f"{label}: {uri} is in S3; `gpu-worker serve` fetches S3 inputs, "
-                "`gpu-worker render` reads local files only"
-            )
         if "://" in uri:
-            raise InputForbidden(f"{label}: {uri}: only s3:// URIs and local paths are read")
+            raise UnsupportedInput(
+                f"{label}: {uri} is not a local file; the renderer reads local paths only"
+            )
         path = Path(uri)
         return path if path.is_absolute() else self.base_dir / path
 

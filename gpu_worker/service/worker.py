@@ -34,21 +34,21 @@ from pathlib import Path
 from types import FrameType
 from typing import Any
 
-from gpu_worker import webhook
 from gpu_worker.errors import GpuWorkerError, InternalError, TransientError
-from gpu_worker.fetch import FontCache, fetch_inputs, plan_inputs
-from gpu_worker.heartbeat import Heartbeat
-from gpu_worker.job import METADATA_MAX_BYTES, Job, decode_job_text, parse_job
-from gpu_worker.protection import TaskProtection
-from gpu_worker.render import RenderResult, render_job
+from gpu_worker.job import JOB_ID_PATTERN, METADATA_MAX_BYTES, Job, decode_job_text, parse_job
+from gpu_worker.render.pipeline import RenderResult, render_job
+from gpu_worker.render.stages import StageClock
+from gpu_worker.service import webhook
+from gpu_worker.service.fetch import FontCache, fetch_inputs, plan_inputs
+from gpu_worker.service.heartbeat import Heartbeat
+from gpu_worker.service.protection import TaskProtection
+from gpu_worker.service.storage import Storage
+from gpu_worker.service.webhook import WebhookSender
 from gpu_worker.settings import SQS_MAX_VISIBILITY, Settings
-from gpu_worker.stages import StageClock
-from gpu_worker.storage import Storage
-from gpu_worker.webhook import WebhookSender
 
 log = logging.getLogger(__name__)
 
-_JOB_ID = re.compile(r"^[A-Za-z0-9_.-]{1,128}$")
+_JOB_ID = re.compile(JOB_ID_PATTERN)
 
 
 class Outcome(StrEnum):

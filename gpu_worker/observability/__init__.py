@@ -1,0 +1,1 @@
+"""Traces, metrics and logs, plugged in from outside the render core and the service."""
