@@ -26,10 +26,10 @@ import av
 import av.filter
 
 from gpu_worker.job import Fit, parse_job
-from gpu_worker.limits import Limits
 from gpu_worker.render.clips import color_args, filter_chain
 from gpu_worker.render.encoder import X264, add_video_stream, encoder_options
 from gpu_worker.render.media import probe
+from gpu_worker.settings import Settings
 
 _EPS = 1e-4
 
@@ -119,7 +119,7 @@ def _ahead(frames: Iterator[av.VideoFrame], depth: int = 4) -> Iterator[av.Video
 def render_floor(job_file: Path, output: Path) -> int:
     """Write the floor video for ``job_file``; the number of frames written."""
     job = parse_job(json.loads(job_file.read_text()))
-    limits = Limits.from_env()
+    limits = Settings.from_env().limits
     width, height, fps = job.output.width, job.output.height, job.output.fps
     written = 0
     with av.open(str(output), "w", format="mp4", options={"movflags": "+faststart"}) as out:

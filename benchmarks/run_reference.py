@@ -45,8 +45,6 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
-    if args.encoder:
-        os.environ["GPU_WORKER_ENCODER"] = args.encoder
     if args.host_type:
         extra = f"host.type={args.host_type}"
         current = os.environ.get("OTEL_RESOURCE_ATTRIBUTES")
@@ -60,6 +58,7 @@ def main(argv: list[str] | None = None) -> int:
     )
     from gpu_worker.render.encoder import choose_encoder
     from gpu_worker.render.pipeline import render_job
+    from gpu_worker.settings import Settings
 
     args.work.mkdir(parents=True, exist_ok=True)
     output = args.work / "reference.mp4"
@@ -69,7 +68,8 @@ def main(argv: list[str] | None = None) -> int:
         )
     base_dir = args.job.resolve().parent
     job = load_job(args.job)
-    encoder = choose_encoder()
+    settings = Settings.from_env()
+    encoder = choose_encoder(args.encoder or settings.encoder)
     telemetry = setup_telemetry(
         span_exporters=[JsonLinesSpanExporter(args.out, append=args.append)]
     )
@@ -84,7 +84,13 @@ def main(argv: list[str] | None = None) -> int:
                 attributes={"benchmark.run": run, "benchmark.job": args.job.name},
             ) as jt:
                 result = render_job(
-                    job, base_dir=base_dir, output=output, clock=jt.clock, encoder=encoder
+                    job,
+                    base_dir=base_dir,
+                    output=output,
+                    clock=jt.clock,
+                    encoder=encoder,
+                    limits=settings.limits,
+                    decoder=settings.decoder,
                 )
                 jt.result(result)
             seconds = time.perf_counter() - started

@@ -16,9 +16,12 @@ import sys
 import time
 from collections.abc import Sequence
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from gpu_worker.errors import GpuWorkerError, InputForbidden, InvalidJob, UnsupportedInput
+
+if TYPE_CHECKING:
+    from gpu_worker.settings import Settings
 
 log = logging.getLogger("gpu_worker")
 
@@ -30,6 +33,16 @@ def _job_and_dir(path: str) -> tuple[Any, Path]:
 
     job_path = Path(path)
     return load_job(job_path), job_path.resolve().parent
+
+
+def _load_settings() -> Settings:
+    """Every environment variable, checked before any work (``invalid_config`` otherwise)."""
+    from gpu_worker.render import fonts
+    from gpu_worker.settings import Settings
+
+    settings = Settings.from_env()
+    fonts.use_fonts_dir(settings.fonts_dir)
+    return settings
 
 
 def _local_inputs_only(job: Any) -> None:
@@ -97,6 +110,8 @@ def cmd_render(args: argparse.Namespace) -> int:
     from gpu_worker.render.encoder import choose_encoder
     from gpu_worker.render.pipeline import render_job
 
+    settings: Settings = args.settings
+
     job, base_dir = _job_and_dir(args.job)
     _local_inputs_only(job)
     output = _output_for(job, base_dir, args.output)
@@ -107,7 +122,7 @@ def cmd_render(args: argparse.Namespace) -> int:
     started = time.perf_counter()
     try:
         with traced_job(telemetry, job.job_id) as jt:
-            encoder = choose_encoder()
+            encoder = choose_encoder(settings.encoder)
             jt.worker_kind = encoder.kind
             result = render_job(
                 job,
@@ -116,6 +131,8 @@ def cmd_render(args: argparse.Namespace) -> int:
                 progress=progress,
                 clock=jt.clock,
                 encoder=encoder,
+                limits=settings.limits,
+                decoder=settings.decoder,
             )
             jt.result(result)
     finally:
@@ -141,7 +158,10 @@ def cmd_preview(args: argparse.Namespace) -> int:
 
     job, base_dir = _job_and_dir(args.job)
     _local_inputs_only(job)
-    image = preview_frame(job, args.at, base_dir=base_dir)
+    settings: Settings = args.settings
+    image = preview_frame(
+        job, args.at, base_dir=base_dir, limits=settings.limits, decoder=settings.decoder
+    )
     out = Path(args.output)
     out.parent.mkdir(parents=True, exist_ok=True)
     image.save(out)
@@ -208,16 +228,17 @@ def cmd_fonts(args: argparse.Namespace) -> int:
 def cmd_doctor(args: argparse.Namespace) -> int:
     from gpu_worker.doctor import run_doctor
 
-    return run_doctor(quick=args.quick)
+    return run_doctor(args.settings, quick=args.quick)
 
 
 def cmd_serve(args: argparse.Namespace) -> int:
     from gpu_worker.observability.telemetry import serve_hooks, setup_telemetry
-    from gpu_worker.service.worker import run_from_env
+    from gpu_worker.service.worker import serve
 
+    settings: Settings = args.settings.require_serving()
     telemetry = setup_telemetry()
     try:
-        return run_from_env(job_hooks=serve_hooks(telemetry))
+        return serve(settings, job_hooks=serve_hooks(telemetry))
     finally:
         telemetry.shutdown()
 
@@ -273,6 +294,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     if getattr(args, "quiet", False):
         logging.getLogger().setLevel(logging.WARNING)
     try:
+        if args.command != "schema":
+            args.settings = _load_settings()
         code: int = args.func(args)
         return code
     except GpuWorkerError as exc:

@@ -22,6 +22,7 @@ from gpu_worker.render.encoder import (
     encoder_options,
     nvenc_probe,
 )
+from gpu_worker.settings import Settings
 
 H264_ENCODERS = ("libx264", "h264_nvenc", "h264_vaapi", "h264_qsv", "h264_v4l2m2m")
 HW_DECODERS = ("h264_cuvid", "hevc_cuvid", "vp9_cuvid", "av1_cuvid")
@@ -46,11 +47,11 @@ def encode_smoke(name: str, frames: int = 8) -> int:
     return len(buffer.getvalue())
 
 
-def run_doctor(quick: bool = False) -> int:
+def run_doctor(settings: Settings, quick: bool = False) -> int:
     """Print the report; exit 0 when this machine can render, 1 otherwise."""
     ok = True
     try:
-        choice = choose_encoder()
+        choice = choose_encoder(settings.encoder)
     except GpuWorkerError as exc:
         print(exc.one_line())
         return 1

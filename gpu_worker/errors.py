@@ -14,6 +14,7 @@
     │   ├── EncoderUnavailable     encoder_unavailable
     │   └── DecoderUnavailable     decoder_unavailable
     ├── TransientError             transient      (network, S3/SQS 5xx, throttling: try again later)
+    ├── InvalidConfig              invalid_config (a bad environment variable: the worker's fault)
     └── InternalError              internal       (a bug or an environment fault)
 
 Library exceptions (PyAV, botocore, HTTP) are translated into these at one boundary each,
@@ -120,6 +121,13 @@ class TransientError(GpuWorkerError):
     """A passing fault (network, 5xx, throttling); the same job may succeed later."""
 
     code = "transient"
+    permanent = False
+
+
+class InvalidConfig(GpuWorkerError):
+    """An environment variable is malformed or missing; found at start, before any work."""
+
+    code = "invalid_config"
     permanent = False
 
 

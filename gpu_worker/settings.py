@@ -1,9 +1,12 @@
-"""Settings of ``gpu-worker serve``: every environment variable it reads, named once, here.
+"""Every environment variable gpu-worker reads, in one pydantic-settings model, checked at start.
 
-:meth:`Settings.from_env` reads and checks them all at start, so a misconfigured worker stops
-with one clear line instead of failing its first job. The render limits
-(``GPU_WORKER_MAX_*``) are read by :class:`gpu_worker.limits.Limits`; boto3 reads its own
-variables too (credentials, ``AWS_MAX_ATTEMPTS``, ``AWS_RETRY_MODE``).
+Both ``gpu-worker render`` and ``gpu-worker serve`` load :class:`Settings` before any work, so
+a negative limit, an unknown encoder name or a malformed webhook URL stops the process with
+one line, ``error invalid_config: VARIABLE: why``, instead of failing its first job. The render
+core reads no environment: the command line and the service pass it what it needs (limits,
+encoder and decoder choice, fonts folder). Not here: the standard ``OTEL_*`` variables (read
+by OpenTelemetry's SDK, see ``gpu_worker.observability``) and boto3's own (credentials,
+``AWS_MAX_ATTEMPTS``, ``AWS_RETRY_MODE``).
 """
 
 from __future__ import annotations
@@ -11,169 +14,296 @@ from __future__ import annotations
 import ipaddress
 import os
 import tempfile
-from collections.abc import Mapping
-from dataclasses import dataclass, field
+from collections.abc import Callable, Mapping
+from contextvars import ContextVar
 from pathlib import Path
+from typing import Annotated, Any, Literal
 from urllib.parse import urlsplit
 
-from gpu_worker.errors import InternalError
-from gpu_worker.limits import Limits
-from gpu_worker.service.webhook import parse_secret
+from pydantic import AliasChoices, BeforeValidator, Field, SecretStr, ValidationError
+from pydantic_settings import (
+    BaseSettings,
+    EnvSettingsSource,
+    PydanticBaseSettingsSource,
+    SettingsConfigDict,
+)
+from pydantic_settings.sources.utils import parse_env_vars
 
-QUEUE_URL = "SQS_QUEUE_URL"
-REGION = "AWS_DEFAULT_REGION"
-ENDPOINT_URL = "AWS_ENDPOINT_URL"
-WEBHOOK_URL = "WEBHOOK_URL"
-WEBHOOK_SECRET = "WEBHOOK_SECRET"
-ALLOWED_BUCKETS = "GPU_WORKER_ALLOWED_BUCKETS"
-WEBHOOK_ALLOW_PRIVATE = "GPU_WORKER_WEBHOOK_ALLOW_PRIVATE"
-CONCURRENCY = "GPU_WORKER_CONCURRENCY"
-STOP_DEADLINE = "GPU_WORKER_STOP_DEADLINE"
-SCRATCH_DIR = "GPU_WORKER_SCRATCH_DIR"
-VISIBILITY_TIMEOUT = "GPU_WORKER_VISIBILITY_TIMEOUT"
-POLL_WAIT = "GPU_WORKER_POLL_WAIT"
-MAX_RECEIVES = "GPU_WORKER_MAX_RECEIVES"
-RETRY_DELAY = "GPU_WORKER_RETRY_DELAY"
-RETRY_DELAY_MAX = "GPU_WORKER_RETRY_DELAY_MAX"
-WEBHOOK_TIMEOUT = "GPU_WORKER_WEBHOOK_TIMEOUT"
-ECS_AGENT_URI = "ECS_AGENT_URI"
+from gpu_worker.errors import InvalidConfig
+from gpu_worker.limits import Limits
 
 SQS_MAX_VISIBILITY = 43_200  # seconds: SQS refuses longer visibility timeouts
 
 _TRUE = {"1", "true", "yes", "on"}
 _FALSE = {"", "0", "false", "no", "off"}
 
-
-def _fail(name: str, why: str) -> InternalError:
-    return InternalError(f"setting {name}: {why}")
-
-
-def _text(env: Mapping[str, str], name: str) -> str | None:
-    value = env.get(name, "").strip()
-    return value or None
+# The mapping read instead of os.environ while Settings.from_env(env) runs (tests, tools).
+_ENVIRON: ContextVar[Mapping[str, str] | None] = ContextVar("gpu_worker_environ", default=None)
 
 
-def _required(env: Mapping[str, str], name: str) -> str:
-    value = _text(env, name)
-    if value is None:
-        raise _fail(name, "is not set")
-    return value
+def _number(low: float, high: float, whole: bool = False) -> Callable[[Any], float | int | None]:
+    def check(raw: Any) -> float | int | None:
+        if raw is None:  # an optional setting left unset
+            return None
+        text = str(raw).strip()
+        try:
+            value = float(text)
+        except ValueError:
+            raise ValueError(f"{text!r} is not a number") from None
+        if value != value or not low <= value <= high:  # NaN is outside every range
+            raise ValueError(f"{text} is outside {low:g}..{high:g}")
+        if whole:
+            if value != int(value):
+                raise ValueError(f"{value:g} is not a whole number")
+            return int(value)
+        return value
+
+    return check
 
 
-def _number(env: Mapping[str, str], name: str, default: float, low: float, high: float) -> float:
-    raw = _text(env, name)
-    if raw is None:
-        return default
-    try:
-        value = float(raw)
-    except ValueError:
-        raise _fail(name, f"{raw!r} is not a number") from None
-    if not low <= value <= high:
-        raise _fail(name, f"{raw} is outside {low:g}..{high:g}")
-    return value
-
-
-def _integer(env: Mapping[str, str], name: str, default: int, low: int, high: int) -> int:
-    value = _number(env, name, default, low, high)
-    if value != int(value):
-        raise _fail(name, f"{value:g} is not a whole number")
-    return int(value)
-
-
-def _flag(env: Mapping[str, str], name: str) -> bool:
-    raw = env.get(name, "").strip().lower()
-    if raw in _TRUE:
+def _flag(raw: Any) -> bool:
+    text = str(raw).strip().lower()
+    if text in _TRUE:
         return True
-    if raw in _FALSE:
+    if text in _FALSE:
         return False
-    raise _fail(name, f"{raw!r} is not 1 or 0")
+    raise ValueError(f"{text!r} is not 1 or 0")
 
 
-def _buckets(raw: str | None) -> frozenset[str] | None:
+def _choice(*names: str) -> Callable[[Any], str]:
+    def check(raw: Any) -> str:
+        text = str(raw).strip().lower() or names[0]
+        if text not in names:
+            raise ValueError(f"{text!r} is not one of {', '.join(names)}")
+        return text
+
+    return check
+
+
+def _buckets(raw: Any) -> frozenset[str] | None:
     if raw is None:
         return None
-    names = frozenset(part.strip() for part in raw.split(",") if part.strip())
+    names = frozenset(part.strip() for part in str(raw).split(",") if part.strip())
     return names or None
 
 
-def _webhook_url(raw: str) -> str:
-    parts = urlsplit(raw)
+def _optional_text(raw: Any) -> str | None:
+    text = str(raw).strip() if raw is not None else ""
+    return text or None
+
+
+def _webhook_url(raw: Any) -> str | None:
+    """An http(s) URL without credentials (the signature authenticates), or None."""
+    text = _optional_text(raw)
+    if text is None:
+        return None
+    problem = webhook_url_problem(text)
+    if problem:
+        raise ValueError(problem)
+    return text
+
+
+def webhook_url_problem(url: str) -> str | None:
+    """Why ``url`` cannot receive webhooks, or None: the one check of a webhook URL's form."""
+    parts = urlsplit(url)
     if parts.scheme not in ("http", "https") or not parts.hostname:
-        raise _fail(WEBHOOK_URL, f"{raw!r} is not an http(s) URL")
+        return f"{url!r} is not an http(s) URL"
     if parts.username or parts.password:
-        raise _fail(WEBHOOK_URL, "must not hold credentials; the signature authenticates")
-    return raw
+        return "must not hold credentials; the signature authenticates"
+    return None
 
 
-@dataclass(frozen=True)
-class Settings:
-    """What ``gpu-worker serve`` was configured with (see the README, "Serving")."""
+def _var(name: str, default: Any = None) -> Any:
+    return Field(default, validation_alias=AliasChoices(name))
 
-    queue_url: str
-    webhook_url: str
-    webhook_key: bytes = field(repr=False)
-    region: str | None = None
-    endpoint_url: str | None = None
-    allowed_buckets: frozenset[str] | None = None  # None: only the bucket of the job's output
-    webhook_allow_private: bool = False
-    concurrency: int = 1
-    stop_deadline: float = 100.0
-    scratch_dir: Path = field(default_factory=lambda: Path(tempfile.gettempdir()) / "gpu-worker")
-    visibility_timeout: int = 120
-    poll_wait: int = 20
-    max_receives: int | None = None  # None: the queue's redrive policy maxReceiveCount
-    retry_delay: float = 30.0
-    retry_delay_max: float = 900.0
-    webhook_timeout: float = 60.0
-    ecs_agent_uri: str | None = None
-    limits: Limits = field(default_factory=Limits)
+
+def _int(low: int, high: int) -> BeforeValidator:
+    return BeforeValidator(_number(low, high, whole=True))
+
+
+def _float(low: float, high: float) -> BeforeValidator:
+    return BeforeValidator(_number(low, high))
+
+
+Flag = Annotated[bool, BeforeValidator(_flag)]
+Text = Annotated[str | None, BeforeValidator(_optional_text)]
+Buckets = Annotated[frozenset[str] | None, BeforeValidator(_buckets)]
+WebhookUrl = Annotated[str | None, BeforeValidator(_webhook_url)]
+Folder = Annotated[
+    Path | None, BeforeValidator(lambda raw: Path(raw) if _optional_text(raw) else None)
+]
+EncoderName = Annotated[
+    Literal["auto", "nvenc", "x264"], BeforeValidator(_choice("auto", "nvenc", "x264"))
+]
+DecoderName = Annotated[
+    Literal["auto", "nvdec", "cpu"], BeforeValidator(_choice("auto", "nvdec", "cpu"))
+]
+
+
+class _Environ(EnvSettingsSource):
+    """os.environ, or the mapping given to :meth:`Settings.from_env`."""
+
+    def _load_env_vars(self) -> Mapping[str, str | None]:
+        given = _ENVIRON.get()
+        return parse_env_vars(
+            os.environ if given is None else given,
+            self.case_sensitive,
+            self.env_ignore_empty,
+            self.env_parse_none_str,
+        )
+
+
+class Settings(BaseSettings):
+    """What gpu-worker was configured with; each field's alias is its environment variable.
+
+    The README's settings tables list exactly these variables (a test keeps them equal).
+    """
+
+    model_config = SettingsConfigDict(case_sensitive=True, extra="ignore", frozen=True)
+
+    # The queue worker (required by `serve` only: see require_serving()).
+    queue_url: Text = _var("SQS_QUEUE_URL")
+    webhook_url: WebhookUrl = _var("WEBHOOK_URL")
+    webhook_secret: SecretStr | None = Field(
+        None, validation_alias=AliasChoices("WEBHOOK_SECRET"), repr=False
+    )
+    region: Text = _var("AWS_DEFAULT_REGION")
+    endpoint_url: Text = _var("AWS_ENDPOINT_URL")
+    allowed_buckets: Buckets = _var("GPU_WORKER_ALLOWED_BUCKETS")  # None: the output's bucket
+    webhook_allow_private: Flag = _var("GPU_WORKER_WEBHOOK_ALLOW_PRIVATE", False)
+    concurrency: Annotated[int, _int(1, 64)] = _var("GPU_WORKER_CONCURRENCY", 1)
+    stop_deadline: Annotated[float, _float(0, 3600)] = _var("GPU_WORKER_STOP_DEADLINE", 100.0)
+    scratch: Folder = _var("GPU_WORKER_SCRATCH_DIR")
+    visibility_timeout: Annotated[int, _int(2, SQS_MAX_VISIBILITY)] = _var(
+        "GPU_WORKER_VISIBILITY_TIMEOUT", 120
+    )
+    poll_wait: Annotated[int, _int(0, 20)] = _var("GPU_WORKER_POLL_WAIT", 20)
+    max_receives: Annotated[int | None, _int(1, 1000)] = _var("GPU_WORKER_MAX_RECEIVES")
+    retry_delay: Annotated[float, _float(0, SQS_MAX_VISIBILITY)] = _var(
+        "GPU_WORKER_RETRY_DELAY", 30.0
+    )
+    retry_delay_max: Annotated[float, _float(0, SQS_MAX_VISIBILITY)] = _var(
+        "GPU_WORKER_RETRY_DELAY_MAX", 900.0
+    )
+    webhook_timeout: Annotated[float, _float(1, 3600)] = _var("GPU_WORKER_WEBHOOK_TIMEOUT", 60.0)
+    ecs_agent_uri: Text = _var("ECS_AGENT_URI")
+
+    # The render (both commands).
+    encoder: EncoderName = _var("GPU_WORKER_ENCODER", "auto")
+    decoder: DecoderName = _var("GPU_WORKER_DECODER", "auto")
+    fonts_dir: Folder = _var("GPU_WORKER_FONTS_DIR")
+    max_output_seconds: Annotated[float, _float(0.1, 86_400)] = _var(
+        "GPU_WORKER_MAX_OUTPUT_SECONDS", Limits.max_output_seconds
+    )
+    max_clips: Annotated[int, _int(1, 100_000)] = _var("GPU_WORKER_MAX_CLIPS", Limits.max_clips)
+    max_texts: Annotated[int, _int(0, 100_000)] = _var("GPU_WORKER_MAX_TEXTS", Limits.max_texts)
+    max_input_side: Annotated[int, _int(16, 65_536)] = _var(
+        "GPU_WORKER_MAX_INPUT_SIDE", Limits.max_input_side
+    )
+    max_input_bytes: Annotated[int, _int(1, 2**50)] = _var(
+        "GPU_WORKER_MAX_INPUT_BYTES", Limits.max_input_bytes
+    )
+
+    @classmethod
+    def settings_customise_sources(
+        cls,
+        settings_cls: type[BaseSettings],
+        init_settings: PydanticBaseSettingsSource,
+        env_settings: PydanticBaseSettingsSource,
+        dotenv_settings: PydanticBaseSettingsSource,
+        file_secret_settings: PydanticBaseSettingsSource,
+    ) -> tuple[PydanticBaseSettingsSource, ...]:
+        return (init_settings, _Environ(settings_cls, case_sensitive=True))
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None) -> Settings:
-        """Read every setting; a missing or malformed one raises ``InternalError``."""
-        env = os.environ if env is None else env
+        """Read and check every variable (``env`` instead of ``os.environ`` when given);
+        anything malformed raises :class:`InvalidConfig` naming the variable."""
+        token = _ENVIRON.set(env)
+        try:
+            settings = cls()
+        except ValidationError as exc:
+            raise InvalidConfig(_one_line(exc)) from None
+        finally:
+            _ENVIRON.reset(token)
+        settings._check_webhook_address()
+        return settings
+
+    @classmethod
+    def variables(cls) -> list[str]:
+        """Every environment variable read, in declaration order."""
+        names = []
+        for info in cls.model_fields.values():
+            alias = info.validation_alias
+            assert isinstance(alias, AliasChoices)
+            names.append(str(alias.choices[0]))
+        return names
+
+    @classmethod
+    def variable(cls, field: str) -> str:
+        alias = cls.model_fields[field].validation_alias
+        assert isinstance(alias, AliasChoices)
+        return str(alias.choices[0])
+
+    def require_serving(self) -> Settings:
+        """The variables ``serve`` cannot run without are set; else ``InvalidConfig``."""
         missing = [
-            name for name in (QUEUE_URL, WEBHOOK_URL, WEBHOOK_SECRET) if not _text(env, name)
+            self.variable(name)
+            for name in ("queue_url", "webhook_url", "webhook_secret")
+            if getattr(self, name) is None
         ]
         if missing:
-            raise _fail(", ".join(missing), "not set")
+            raise InvalidConfig(f"{', '.join(missing)}: not set")
+        self.webhook_key  # noqa: B018 - parses and checks the secret now
+        return self
+
+    @property
+    def webhook_key(self) -> bytes:
+        """The webhook signing key decoded from ``WEBHOOK_SECRET``."""
+        from gpu_worker.service.webhook import parse_secret
+
+        if self.webhook_secret is None:
+            raise InvalidConfig("WEBHOOK_SECRET: not set")
         try:
-            key = parse_secret(_required(env, WEBHOOK_SECRET))
+            return parse_secret(self.webhook_secret.get_secret_value())
         except ValueError as exc:
-            raise _fail(WEBHOOK_SECRET, str(exc)) from None
-        scratch = _text(env, SCRATCH_DIR)
-        settings = cls(
-            queue_url=_required(env, QUEUE_URL),
-            webhook_url=_webhook_url(_required(env, WEBHOOK_URL)),
-            webhook_key=key,
-            region=_text(env, REGION),
-            endpoint_url=_text(env, ENDPOINT_URL),
-            allowed_buckets=_buckets(_text(env, ALLOWED_BUCKETS)),
-            webhook_allow_private=_flag(env, WEBHOOK_ALLOW_PRIVATE),
-            concurrency=_integer(env, CONCURRENCY, 1, 1, 64),
-            stop_deadline=_number(env, STOP_DEADLINE, 100.0, 0, 3600),
-            scratch_dir=Path(scratch) if scratch else Path(tempfile.gettempdir()) / "gpu-worker",
-            visibility_timeout=_integer(env, VISIBILITY_TIMEOUT, 120, 2, SQS_MAX_VISIBILITY),
-            poll_wait=_integer(env, POLL_WAIT, 20, 0, 20),
-            max_receives=(
-                _integer(env, MAX_RECEIVES, 1, 1, 1000) if _text(env, MAX_RECEIVES) else None
-            ),
-            retry_delay=_number(env, RETRY_DELAY, 30.0, 0, SQS_MAX_VISIBILITY),
-            retry_delay_max=_number(env, RETRY_DELAY_MAX, 900.0, 0, SQS_MAX_VISIBILITY),
-            webhook_timeout=_number(env, WEBHOOK_TIMEOUT, 60.0, 1, 3600),
-            ecs_agent_uri=_text(env, ECS_AGENT_URI),
-            limits=Limits.from_env(env),
+            raise InvalidConfig(f"WEBHOOK_SECRET: {exc}") from None
+
+    @property
+    def scratch_dir(self) -> Path:
+        return self.scratch or Path(tempfile.gettempdir()) / "gpu-worker"
+
+    @property
+    def limits(self) -> Limits:
+        return Limits(
+            max_output_seconds=self.max_output_seconds,
+            max_clips=self.max_clips,
+            max_texts=self.max_texts,
+            max_input_side=self.max_input_side,
+            max_input_bytes=self.max_input_bytes,
         )
-        if not settings.webhook_allow_private:
-            host = urlsplit(settings.webhook_url).hostname or ""
-            try:
-                literal = ipaddress.ip_address(host)
-            except ValueError:
-                literal = None
-            if literal is not None and not literal.is_global:
-                raise _fail(
-                    WEBHOOK_URL,
-                    f"{host} is not a public address (set {WEBHOOK_ALLOW_PRIVATE}=1 "
-                    "for local testing only)",
-                )
-        return settings
+
+    def _check_webhook_address(self) -> None:
+        if self.webhook_allow_private or self.webhook_url is None:
+            return
+        host = urlsplit(self.webhook_url).hostname or ""
+        try:
+            literal = ipaddress.ip_address(host)
+        except ValueError:
+            return
+        if not literal.is_global:
+            raise InvalidConfig(
+                f"WEBHOOK_URL: {host} is not a public address (set "
+                "GPU_WORKER_WEBHOOK_ALLOW_PRIVATE=1 for local testing only)"
+            )
+
+
+def _one_line(exc: ValidationError) -> str:
+    """``VARIABLE: why`` for each problem, on one line."""
+    parts = []
+    for error in exc.errors():
+        field = str(error["loc"][0]) if error["loc"] else ""
+        name = Settings.variable(field) if field in Settings.model_fields else field
+        why = str(error["msg"]).removeprefix("Value error, ")
+        parts.append(f"{name}: {why}")
+    return "; ".join(parts)

@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import shutil
 from collections import Counter
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -26,9 +27,11 @@ EXPECTED_FACES = {
 
 
 @pytest.fixture(autouse=True)
-def _bundled_fonts(monkeypatch: pytest.MonkeyPatch) -> None:
+def _bundled_fonts() -> Iterator[None]:
     """Every test sees the repository's fonts/ unless it points elsewhere itself."""
-    monkeypatch.delenv(fonts.FONTS_DIR_ENV, raising=False)
+    fonts.use_fonts_dir(None)
+    yield
+    fonts.use_fonts_dir(None)
 
 
 def _catalog_json() -> list[dict[str, object]]:
@@ -291,7 +294,7 @@ def test_fonts_dir_override_and_style_fallback(
         tmp_path,
         [("Upright", 700, False), ("Upright", 300, False), ("Slanted", 400, True)],
     )
-    monkeypatch.setenv(fonts.FONTS_DIR_ENV, str(folder))
+    fonts.use_fonts_dir(folder)  # GPU_WORKER_FONTS_DIR, through the settings
     assert fonts.fonts_dir() == folder
     assert fonts.families() == ["Slanted", "Upright"]
     # italic asked, no italic bundled: the upright faces, nearest weight

@@ -30,9 +30,7 @@ from aws_fixtures import (
     worker_env,
 )
 
-from gpu_worker import cli
 from gpu_worker.client import submit_job, verify_webhook
-from gpu_worker.errors import InternalError
 from gpu_worker.render.media import probe
 from gpu_worker.render.stages import StageRecord
 from gpu_worker.service.webhook import webhook_id
@@ -107,82 +105,6 @@ def test_job_context_from_a_message() -> None:
     assert ctx.subject == "sqs-message-m-1"
     bare = JobContext.from_message({"MessageId": "m-2", "ReceiptHandle": "r"})
     assert (bare.receive_count, bare.traceparent, bare.queue_wait) == (1, None, None)
-
-
-# --------------------------------------------------------------------------------------------
-# settings
-
-
-def base_env(**extra: str) -> dict[str, str]:
-    env = {
-        "SQS_QUEUE_URL": "https://sqs.eu-west-1.amazonaws.com/1/jobs",
-        "WEBHOOK_URL": "https://api.example.com/hooks/video",
-        "WEBHOOK_SECRET": SECRET,
-    }
-    env.update(extra)
-    return env
-
-
-def test_settings_defaults() -> None:
-    settings = Settings.from_env(base_env())
-    assert settings.concurrency == 1 and settings.stop_deadline == 100.0
-    assert settings.allowed_buckets is None and not settings.webhook_allow_private
-    assert settings.max_receives is None and settings.ecs_agent_uri is None
-    assert settings.limits.max_clips == 100
-    assert "whsec" not in repr(settings) and "0123456789abcdef" not in repr(settings)
-
-
-def test_settings_read_every_variable(tmp_path: Path) -> None:
-    settings = Settings.from_env(
-        base_env(
-            GPU_WORKER_ALLOWED_BUCKETS=" media, uploads ,,",
-            GPU_WORKER_CONCURRENCY="3",
-            GPU_WORKER_STOP_DEADLINE="45.5",
-            GPU_WORKER_SCRATCH_DIR=str(tmp_path),
-            GPU_WORKER_WEBHOOK_ALLOW_PRIVATE="1",
-            WEBHOOK_URL="http://127.0.0.1:9/hook",
-            GPU_WORKER_MAX_RECEIVES="4",
-            GPU_WORKER_MAX_CLIPS="7",
-            AWS_DEFAULT_REGION="eu-west-1",
-            ECS_AGENT_URI="http://169.254.170.2/api/x",
-        )
-    )
-    assert settings.allowed_buckets == {"media", "uploads"}
-    assert (settings.concurrency, settings.stop_deadline) == (3, 45.5)
-    assert settings.scratch_dir == tmp_path and settings.max_receives == 4
-    assert settings.limits.max_clips == 7 and settings.region == "eu-west-1"
-
-
-@pytest.mark.parametrize(
-    ("change", "message"),
-    [
-        ({"SQS_QUEUE_URL": ""}, "setting SQS_QUEUE_URL: not set"),
-        ({"WEBHOOK_SECRET": "hunter2"}, "WEBHOOK_SECRET"),
-        ({"WEBHOOK_URL": "ftp://example.com/x"}, "not an http"),
-        ({"WEBHOOK_URL": "https://user:pw@example.com/x"}, "credentials"),
-        ({"WEBHOOK_URL": "http://127.0.0.1/hook"}, "not a public address"),
-        ({"WEBHOOK_URL": "http://169.254.169.254/latest"}, "not a public address"),
-        ({"GPU_WORKER_CONCURRENCY": "0"}, "outside"),
-        ({"GPU_WORKER_CONCURRENCY": "two"}, "not a number"),
-        ({"GPU_WORKER_CONCURRENCY": "1.5"}, "whole number"),
-        ({"GPU_WORKER_STOP_DEADLINE": "-1"}, "outside"),
-        ({"GPU_WORKER_WEBHOOK_ALLOW_PRIVATE": "maybe"}, "not 1 or 0"),
-        ({"GPU_WORKER_MAX_CLIPS": "many"}, "not a number"),
-    ],
-)
-def test_settings_refuse(change: dict[str, str], message: str) -> None:
-    with pytest.raises(InternalError, match=message):
-        Settings.from_env(base_env(**change))
-
-
-def test_serve_without_settings_exits_1(
-    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
-) -> None:
-    for name in ("SQS_QUEUE_URL", "WEBHOOK_URL", "WEBHOOK_SECRET"):
-        monkeypatch.delenv(name, raising=False)
-    assert cli.main(["serve"]) == 1
-    expected = "error internal: setting SQS_QUEUE_URL, WEBHOOK_URL, WEBHOOK_SECRET: not set"
-    assert expected in capsys.readouterr().err
 
 
 # --------------------------------------------------------------------------------------------

@@ -208,6 +208,7 @@ class ClipReader:
         limits: Limits,
         threads: int | None = None,
         start_at: float = 0.0,
+        decoder: str = "auto",
     ) -> None:
         assert info.video is not None
         self.clip = clip
@@ -220,7 +221,7 @@ class ClipReader:
         self.stream.codec_context.thread_count = threads or decode_threads()
         self.width, self.height = width, height
         self.fitter: _Fitter | None = None
-        self.decoder = self._hardware_decoder(info, clip.fit, width, height)
+        self.decoder = self._hardware_decoder(info, clip.fit, width, height, decoder)
         self.times = ClipTimes(Stopwatch(), Stopwatch())
         self._origin = self._stream_origin()
         self._decoded: Generator[av.VideoFrame, None, None] = self._decode()
@@ -230,13 +231,13 @@ class ClipReader:
         self._exhausted = False
 
     def _hardware_decoder(
-        self, info: MediaInfo, fit: Fit, width: int, height: int
+        self, info: MediaInfo, fit: Fit, width: int, height: int, setting: str
     ) -> av.video.codeccontext.VideoCodecContext | None:
         """An NVDEC decoder doing the crop and resize of a cover fit, when one opens."""
         assert info.video is not None
         if info.video.still:
             return None
-        choice = choose_decoder(self.stream.codec_context.name)
+        choice = choose_decoder(self.stream.codec_context.name, setting)
         if choice.name is None:
             return None
         options, _, _ = cuvid_options(

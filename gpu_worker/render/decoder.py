@@ -1,15 +1,14 @@
 """The video decoder: NVDEC (``*_cuvid``, with its built-in crop and resize) when a session
 really opens, else FFmpeg's software decoders — chosen by probing, like the encoder.
 
-``GPU_WORKER_DECODER=auto|nvdec|cpu`` overrides; forcing nvdec where it cannot open fails
-with ``decoder_unavailable``. On a GPU worker, NVDEC takes decoding and most of the scaling
-off the CPU, which then only composites.
+The caller's setting (``GPU_WORKER_DECODER=auto|nvdec|cpu``) overrides; forcing nvdec where
+it cannot open fails with ``decoder_unavailable``. On a GPU worker, NVDEC takes decoding and
+most of the scaling off the CPU, which then only composites.
 """
 
 from __future__ import annotations
 
 import logging
-import os
 from dataclasses import dataclass
 from functools import cache
 
@@ -21,7 +20,6 @@ from gpu_worker.render.geometry import cover_crop
 
 log = logging.getLogger(__name__)
 
-DECODER_ENV = "GPU_WORKER_DECODER"
 CUVID = {"h264": "h264_cuvid", "hevc": "hevc_cuvid", "vp9": "vp9_cuvid", "av1": "av1_cuvid"}
 
 
@@ -51,18 +49,19 @@ def nvdec_probe(codec: str) -> tuple[bool, str]:
     return True, f"an NVDEC session opened ({name})"
 
 
-def choose_decoder(codec: str, setting: str | None = None) -> DecoderChoice:
-    """The decoder for a stream of ``codec``; the probe runs once per codec and process."""
-    wanted = (setting if setting is not None else os.environ.get(DECODER_ENV, "auto")).lower()
+def choose_decoder(codec: str, setting: str = "auto") -> DecoderChoice:
+    """The decoder for a stream of ``codec`` under ``setting`` (auto, nvdec or cpu); the
+    probe runs once per codec and process."""
+    wanted = setting.lower()
     if wanted not in ("auto", "nvdec", "cpu"):
-        raise InternalError(f"{DECODER_ENV} must be auto, nvdec or cpu, not {wanted!r}")
+        raise InternalError(f"the decoder must be auto, nvdec or cpu, not {wanted!r}")
     if wanted == "cpu":
-        return DecoderChoice(None, f"{DECODER_ENV}=cpu")
+        return DecoderChoice(None, "GPU_WORKER_DECODER=cpu")
     ok, why = nvdec_probe(codec)
     if ok:
         return DecoderChoice(CUVID[codec], why)
     if wanted == "nvdec":
-        raise DecoderUnavailable(f"{DECODER_ENV}=nvdec but {why}")
+        raise DecoderUnavailable(f"GPU_WORKER_DECODER=nvdec but {why}")
     return DecoderChoice(None, why)
 
 

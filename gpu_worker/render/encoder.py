@@ -1,14 +1,13 @@
 """The H.264 encoder: chosen once per process by probing, with quality presets per encoder.
 
-``h264_nvenc`` is used when an NVENC session really opens, else ``libx264``;
-``GPU_WORKER_ENCODER=auto|nvenc|x264`` overrides (forcing nvenc where it cannot open fails
-with ``encoder_unavailable``).
+``h264_nvenc`` is used when an NVENC session really opens, else ``libx264``; the caller's
+setting (``GPU_WORKER_ENCODER=auto|nvenc|x264``) overrides, and forcing nvenc where it cannot
+open fails with ``encoder_unavailable``.
 """
 
 from __future__ import annotations
 
 import logging
-import os
 from dataclasses import dataclass
 from fractions import Fraction
 from functools import cache
@@ -23,7 +22,6 @@ from gpu_worker.job import Quality
 
 log = logging.getLogger(__name__)
 
-ENCODER_ENV = "GPU_WORKER_ENCODER"
 NVENC = "h264_nvenc"
 X264 = "libx264"
 
@@ -76,18 +74,18 @@ def nvenc_probe() -> tuple[bool, str]:
 
 
 @cache
-def choose_encoder(setting: str | None = None) -> EncoderChoice:
-    """Pick the encoder for this process (cached: the probe runs once)."""
-    wanted = (setting if setting is not None else os.environ.get(ENCODER_ENV, "auto")).lower()
+def choose_encoder(setting: str = "auto") -> EncoderChoice:
+    """Pick the encoder for ``setting`` (auto, nvenc or x264); cached: the probe runs once."""
+    wanted = setting.lower()
     if wanted not in ("auto", "nvenc", "x264"):
-        raise InternalError(f"{ENCODER_ENV} must be auto, nvenc or x264, not {wanted!r}")
+        raise InternalError(f"the encoder must be auto, nvenc or x264, not {wanted!r}")
     if wanted == "x264":
-        return EncoderChoice(X264, f"{ENCODER_ENV}=x264")
+        return EncoderChoice(X264, "GPU_WORKER_ENCODER=x264")
     ok, why = nvenc_probe()
     if ok:
         return EncoderChoice(NVENC, why)
     if wanted == "nvenc":
-        raise EncoderUnavailable(f"{ENCODER_ENV}=nvenc but {why}")
+        raise EncoderUnavailable(f"GPU_WORKER_ENCODER=nvenc but {why}")
     if X264 not in av.codecs_available:
         raise InternalError("neither h264_nvenc nor libx264 is available in this FFmpeg build")
     log.info("encoder: libx264 (%s)", why)

@@ -25,7 +25,6 @@ import gpu_worker
 from gpu_worker.errors import FontNotFound, InputNotFound, InputUnreadable
 
 __all__ = [
-    "FONTS_DIR_ENV",
     "FontFace",
     "catalog",
     "families",
@@ -36,7 +35,6 @@ __all__ = [
     "resolve",
 ]
 
-FONTS_DIR_ENV = "GPU_WORKER_FONTS_DIR"
 """Environment variable that points the worker at another fonts folder (holding catalog.json)."""
 
 CATALOG_FILE = "catalog.json"
@@ -85,15 +83,24 @@ class FontFace:
 # the bundled catalog
 
 
+_folder: Path | None = None  # set by use_fonts_dir() from the settings (GPU_WORKER_FONTS_DIR)
+
+
+def use_fonts_dir(folder: Path | None) -> None:
+    """Read the catalog from ``folder`` from now on (None: the bundled one)."""
+    global _folder
+    _folder = folder
+
+
 def fonts_dir() -> Path:
     """The folder holding ``catalog.json`` and the bundled font files.
 
-    ``$GPU_WORKER_FONTS_DIR`` when set; else the copy a wheel installs as ``gpu_worker/_fonts``;
-    else the repository's ``fonts/`` next to the package (a source checkout or editable install).
+    The one given to :func:`use_fonts_dir` (``GPU_WORKER_FONTS_DIR``); else the copy a wheel
+    installs as ``gpu_worker/_fonts``; else the repository's ``fonts/`` next to the package
+    (a source checkout or editable install).
     """
-    override = os.environ.get(FONTS_DIR_ENV)
-    if override:
-        return Path(override)
+    if _folder is not None:
+        return _folder
     package_dir = Path(gpu_worker.__file__).parent
     packaged = package_dir / "_fonts"
     if packaged.is_dir():

@@ -129,6 +129,7 @@ class Composition:
     music: MediaInfo | None
     limits: Limits
     input_bytes: int
+    decoder: str = "auto"  # auto | nvdec | cpu
 
     @property
     def width(self) -> int:
@@ -153,6 +154,7 @@ class Composition:
             self.height,
             self.limits,
             start_at=start_at,
+            decoder=self.decoder,
         )
 
     def compose(
@@ -211,7 +213,7 @@ def prepare(
     job: Job, inputs: Inputs, limits: Limits | None = None, clock: StageClock | None = None
 ) -> Composition:
     """Probe every input, lay out the timeline and draw the texts (once per job)."""
-    limits = limits or Limits.from_env()
+    limits = limits or Limits()
     clock = clock or StageClock()
     if len(job.clips) > limits.max_clips:
         raise LimitExceeded(f"{len(job.clips)} clips; the limit is {limits.max_clips}")
@@ -351,11 +353,15 @@ def render_job(
     clock: StageClock | None = None,
     progress: Progress | None = None,
     encoder: EncoderChoice | None = None,
+    decoder: str = "auto",
 ) -> RenderResult:
-    """Render ``job`` to ``output`` (MP4) and, when asked, a JPEG poster beside it."""
+    """Render ``job`` to ``output`` (MP4) and, when asked, a JPEG poster beside it.
+
+    ``encoder`` defaults to the probed choice; ``decoder`` is auto, nvdec or cpu."""
     clock = clock or StageClock()
     inputs = Inputs(base_dir, fetched)
     comp = prepare(job, inputs, limits, clock)
+    comp.decoder = decoder
     enc = encoder or choose_encoder()
     output.parent.mkdir(parents=True, exist_ok=True)
     tmp = _temp_beside(output, ".mp4")
@@ -489,10 +495,12 @@ def preview_frame(
     base_dir: Path,
     fetched: Mapping[str, Path] | None = None,
     limits: Limits | None = None,
+    decoder: str = "auto",
 ) -> Image.Image:
     """The frame the rendered video would show at ``at`` seconds, as an RGB image."""
     inputs = Inputs(base_dir, fetched)
     comp = prepare(job, inputs, limits)
+    comp.decoder = decoder
     if at < 0 or at > comp.duration:
         raise InvalidJob(f"--at {at:g} s is outside the video (0 to {comp.duration:.3f} s)")
     n = min(comp.frames - 1, math.floor(at * comp.fps + 1e-6))

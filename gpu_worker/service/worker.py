@@ -36,6 +36,7 @@ from typing import Any
 
 from gpu_worker.errors import GpuWorkerError, InternalError, TransientError
 from gpu_worker.job import JOB_ID_PATTERN, METADATA_MAX_BYTES, Job, decode_job_text, parse_job
+from gpu_worker.render.encoder import choose_encoder
 from gpu_worker.render.pipeline import RenderResult, render_job
 from gpu_worker.render.stages import StageClock
 from gpu_worker.service import webhook
@@ -227,7 +228,9 @@ class Worker:
         job_hooks: JobHooks | None = None,
         render: Callable[..., RenderResult] = render_job,
     ) -> None:
-        self.settings = settings
+        self.settings = settings.require_serving()
+        assert settings.queue_url is not None and settings.webhook_url is not None
+        self.queue_url: str = settings.queue_url
         self.sqs = sqs
         self.storage = Storage(s3)
         self.webhooks = webhooks or WebhookSender(
@@ -280,7 +283,7 @@ class Worker:
     def _redrive_max_receives(self) -> int | None:
         try:
             answer = self.sqs.get_queue_attributes(
-                QueueUrl=self.settings.queue_url, AttributeNames=["RedrivePolicy"]
+                QueueUrl=self.queue_url, AttributeNames=["RedrivePolicy"]
             )
             policy = answer.get("Attributes", {}).get("RedrivePolicy")
             if policy:
@@ -347,7 +350,7 @@ class Worker:
     def _receive(self, wait: int) -> list[dict[str, Any]]:
         try:
             answer = self.sqs.receive_message(
-                QueueUrl=self.settings.queue_url,
+                QueueUrl=self.queue_url,
                 MaxNumberOfMessages=1,
                 WaitTimeSeconds=wait,
                 VisibilityTimeout=self.settings.visibility_timeout,
@@ -446,6 +449,8 @@ class Worker:
                 output=folder / "output.mp4",
                 fetched=fetched,
                 limits=self.settings.limits,
+                encoder=choose_encoder(self.settings.encoder),
+                decoder=self.settings.decoder,
                 clock=ctx.clock,
                 progress=self._progress(job.job_id),
             )
@@ -533,7 +538,7 @@ class Worker:
 
     def _beat(self, ctx: JobContext) -> None:
         self.sqs.change_message_visibility(
-            QueueUrl=self.settings.queue_url,
+            QueueUrl=self.queue_url,
             ReceiptHandle=ctx.receipt,
             VisibilityTimeout=self.settings.visibility_timeout,
         )
@@ -543,7 +548,7 @@ class Worker:
         """Tell SQS how the message ended: delete it, or make it visible again when due."""
         if ctx.outcome in DELETED:
             try:
-                self.sqs.delete_message(QueueUrl=self.settings.queue_url, ReceiptHandle=ctx.receipt)
+                self.sqs.delete_message(QueueUrl=self.queue_url, ReceiptHandle=ctx.receipt)
             except Exception as exc:
                 log.warning(
                     "message %s: delete failed (%s); it will be redelivered", ctx.message_id, exc
@@ -560,15 +565,14 @@ class Worker:
     def _change_visibility(self, message_id: str, receipt: str, seconds: int) -> None:
         try:
             self.sqs.change_message_visibility(
-                QueueUrl=self.settings.queue_url, ReceiptHandle=receipt, VisibilityTimeout=seconds
+                QueueUrl=self.queue_url, ReceiptHandle=receipt, VisibilityTimeout=seconds
             )
         except Exception as exc:
             log.warning("message %s: cannot set visibility %d s (%s)", message_id, seconds, exc)
 
 
-def run_from_env(env: Mapping[str, str] | None = None, job_hooks: JobHooks | None = None) -> int:
-    """``gpu-worker serve``: read the settings, serve until SIGTERM/SIGINT, exit code."""
-    settings = Settings.from_env(env)
+def serve(settings: Settings, job_hooks: JobHooks | None = None) -> int:
+    """``gpu-worker serve``: serve until SIGTERM/SIGINT; the exit code."""
     worker = Worker.from_settings(settings, job_hooks=job_hooks)
 
     def stop(signum: int, frame: FrameType | None) -> None:
