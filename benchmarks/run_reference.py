@@ -51,11 +51,9 @@ def main(argv: list[str] | None = None) -> int:
         os.environ["OTEL_RESOURCE_ATTRIBUTES"] = f"{current},{extra}" if current else extra
 
     from gpu_worker.job import load_job
-    from gpu_worker.observability.telemetry import (
-        JsonLinesSpanExporter,
-        setup_telemetry,
-        traced_job,
-    )
+    from gpu_worker.observability.jsonlines import JsonLinesSpanExporter
+    from gpu_worker.observability.setup import setup_telemetry
+    from gpu_worker.observability.spans import traced_job
     from gpu_worker.render.encoder import choose_encoder
     from gpu_worker.render.pipeline import render_job
     from gpu_worker.settings import Settings

@@ -102,11 +102,9 @@ class _Progress:
 
 
 def cmd_render(args: argparse.Namespace) -> int:
-    from gpu_worker.observability.telemetry import (
-        JsonLinesSpanExporter,
-        setup_telemetry,
-        traced_job,
-    )
+    from gpu_worker.observability.jsonlines import JsonLinesSpanExporter
+    from gpu_worker.observability.setup import setup_telemetry
+    from gpu_worker.observability.spans import traced_job
     from gpu_worker.render.encoder import choose_encoder
     from gpu_worker.render.pipeline import render_job
 
@@ -232,7 +230,8 @@ def cmd_doctor(args: argparse.Namespace) -> int:
 
 
 def cmd_serve(args: argparse.Namespace) -> int:
-    from gpu_worker.observability.telemetry import serve_hooks, setup_telemetry
+    from gpu_worker.observability.setup import setup_telemetry
+    from gpu_worker.observability.spans import serve_hooks
     from gpu_worker.service.worker import serve
 
     settings: Settings = args.settings.require_serving()

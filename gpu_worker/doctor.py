@@ -14,6 +14,7 @@ from gpu_worker import __version__
 from gpu_worker.errors import GpuWorkerError
 from gpu_worker.job import Quality
 from gpu_worker.render import fonts
+from gpu_worker.render.decoder import CUVID
 from gpu_worker.render.encoder import (
     NVENC,
     X264,
@@ -24,8 +25,7 @@ from gpu_worker.render.encoder import (
 )
 from gpu_worker.settings import Settings
 
-H264_ENCODERS = ("libx264", "h264_nvenc", "h264_vaapi", "h264_qsv", "h264_v4l2m2m")
-HW_DECODERS = ("h264_cuvid", "hevc_cuvid", "vp9_cuvid", "av1_cuvid")
+H264_ENCODERS = (X264, NVENC, "h264_vaapi", "h264_qsv", "h264_v4l2m2m")
 
 
 def encode_smoke(name: str, frames: int = 8) -> int:
@@ -77,7 +77,7 @@ def run_doctor(settings: Settings, quick: bool = False) -> int:
     print(f"H.264 encoders in this FFmpeg build: {', '.join(found) or 'none'}")
     nvenc_ok, why = nvenc_probe()
     print(f"NVENC probe: {'works' if nvenc_ok else 'unavailable'} ({why})")
-    decoders = [name for name in HW_DECODERS if name in av.codecs_available]
+    decoders = [name for name in CUVID.values() if name in av.codecs_available]
     print(f"NVDEC decoders in this build: {', '.join(decoders) or 'none'}")
     print(f"encoder chosen: {choice.name} ({choice.reason})")
     print(f"fonts: {len(faces)} faces in {len(fonts.families()) if faces else 0} families")

@@ -291,11 +291,9 @@ def test_markdown_and_chart_from_a_real_render_trace(
 ) -> None:
     from examples.samples import make_clip
     from gpu_worker.job import parse_job
-    from gpu_worker.observability.telemetry import (
-        JsonLinesSpanExporter,
-        setup_telemetry,
-        traced_job,
-    )
+    from gpu_worker.observability.jsonlines import JsonLinesSpanExporter
+    from gpu_worker.observability.setup import setup_telemetry
+    from gpu_worker.observability.spans import traced_job
     from gpu_worker.render.pipeline import render_job
 
     monkeypatch.setenv("GPU_WORKER_ENCODER", "x264")

@@ -33,14 +33,11 @@ from aws_fixtures import (
 from gpu_worker.client import submit_job, verify_webhook
 from gpu_worker.render.media import probe
 from gpu_worker.render.stages import StageRecord
+from gpu_worker.service.messages import JobContext, Outcome
+from gpu_worker.service.queue import retry_visibility
+from gpu_worker.service.shutdown import finish_in_time
 from gpu_worker.service.webhook import webhook_id
-from gpu_worker.service.worker import (
-    JobContext,
-    Outcome,
-    Worker,
-    finish_in_time,
-    retry_visibility,
-)
+from gpu_worker.service.worker import Worker
 from gpu_worker.settings import Settings
 
 pytest_plugins = ["aws_fixtures"]
@@ -238,7 +235,8 @@ def test_served_jobs_are_traced(
     # Given the worker wired to telemetry as `gpu-worker serve` wires it
     from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
 
-    from gpu_worker.observability.telemetry import serve_hooks, setup_telemetry
+    from gpu_worker.observability.setup import setup_telemetry
+    from gpu_worker.observability.spans import serve_hooks
 
     spans = InMemorySpanExporter()
     telemetry = setup_telemetry(span_exporters=[spans])

@@ -21,9 +21,11 @@ from examples.samples import make_clip, make_music
 from gpu_worker.cli import main
 from gpu_worker.errors import InputNotFound
 from gpu_worker.job import Job, parse_job
-from gpu_worker.observability import telemetry as tm
+from gpu_worker.observability import setup as otel_setup
+from gpu_worker.observability import spans as tm
 from gpu_worker.observability.logs import JsonFormatter, job_id_var, setup_logging
-from gpu_worker.observability.telemetry import JobTrace, Telemetry, setup_telemetry, traced_job
+from gpu_worker.observability.setup import Telemetry, setup_telemetry
+from gpu_worker.observability.spans import JobTrace, traced_job
 from gpu_worker.render.pipeline import render_job
 from gpu_worker.render.stages import StageClock
 
@@ -309,9 +311,9 @@ def test_job_metrics(
     assert [(dict(p.attributes), p.value) for p in points["gpu_worker.jobs"]] == [
         ({"job.outcome": "succeeded", "worker.kind": "cpu"}, 2)
     ]
-    (render,) = points["gpu_worker.render.pipeline.duration"]
+    (render,) = points["gpu_worker.render.duration"]
     assert render.count == 2 and render.sum > 0
-    (fps,) = points["gpu_worker.render.pipeline.fps"]
+    (fps,) = points["gpu_worker.render.fps"]
     assert fps.count == 2 and fps.min > 0
     (in_flight,) = points["gpu_worker.jobs.in_flight"]
     assert in_flight.value == 0
@@ -339,8 +341,8 @@ def test_the_listener_is_removed_after_the_job(tel: Telemetry) -> None:
 
 
 def test_nothing_is_exported_when_nothing_is_configured() -> None:
-    assert tm.span_exporters_from_env() == []
-    assert tm.metric_readers_from_env() == []
+    assert otel_setup.span_exporters_from_env() == []
+    assert otel_setup.metric_readers_from_env() == []
     telemetry = setup_telemetry()
     assert telemetry.exporting is False
     telemetry.shutdown()
@@ -364,26 +366,26 @@ def test_exporters_follow_the_standard_variables(
 ) -> None:
     for key, value in env.items():
         monkeypatch.setenv(key, value)
-    assert [type(e).__name__ for e in tm.span_exporters_from_env()] == expected
+    assert [type(e).__name__ for e in otel_setup.span_exporters_from_env()] == expected
 
 
 def test_otlp_endpoint_is_read_by_the_exporter(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("OTEL_EXPORTER_OTLP_ENDPOINT", "http://collector:4318")
-    (exporter,) = tm.span_exporters_from_env()
+    (exporter,) = otel_setup.span_exporters_from_env()
     assert exporter._endpoint == "http://collector:4318/v1/traces"  # type: ignore[attr-defined]
-    (reader,) = tm.metric_readers_from_env()
+    (reader,) = otel_setup.metric_readers_from_env()
     assert type(reader).__name__ == "PeriodicExportingMetricReader"
     reader.shutdown()
 
 
 def test_resource_from_the_standard_variables(monkeypatch: pytest.MonkeyPatch) -> None:
-    attrs = tm.build_resource().attributes
+    attrs = otel_setup.build_resource().attributes
     assert attrs["service.name"] == "gpu-worker"
     assert attrs["host.arch"] in ("amd64", "arm64")
     assert "cloud.platform" not in attrs
     monkeypatch.setenv("OTEL_SERVICE_NAME", "render-eu")
     monkeypatch.setenv("OTEL_RESOURCE_ATTRIBUTES", "host.type=g5.xlarge,deployment.environment=t")
-    attrs = tm.build_resource().attributes
+    attrs = otel_setup.build_resource().attributes
     assert attrs["service.name"] == "render-eu"
     assert attrs["host.type"] == "g5.xlarge"
     assert attrs["deployment.environment"] == "t"
@@ -393,23 +395,9 @@ def test_ecs_detection_neither_hangs_nor_fails_off_ecs(monkeypatch: pytest.Monke
     # A metadata endpoint nobody answers (port 9 on localhost refuses at once).
     monkeypatch.setenv("ECS_CONTAINER_METADATA_URI_V4", "http://127.0.0.1:9/v4")
     started = time.monotonic()
-    attrs = tm.build_resource().attributes
+    attrs = otel_setup.build_resource().attributes
     assert time.monotonic() - started < 5
     assert attrs["service.name"] == "gpu-worker"
-
-
-# --------------------------------------------------------------------------- SQS helpers
-
-
-def test_sqs_helpers() -> None:
-    message = {
-        "Attributes": {"SentTimestamp": "1700000000000"},
-        "MessageAttributes": {"traceparent": {"DataType": "String", "StringValue": TRACEPARENT}},
-    }
-    assert tm.queue_wait_from_sqs(message, now=1_700_000_012.5) == pytest.approx(12.5)
-    assert tm.traceparent_from_sqs(message) == TRACEPARENT
-    assert tm.queue_wait_from_sqs({}) is None
-    assert tm.traceparent_from_sqs({"MessageAttributes": {}}) is None
 
 
 # --------------------------------------------------------------------------- CLI and logs

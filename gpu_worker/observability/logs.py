@@ -2,7 +2,7 @@
 job being worked on, so a log line leads to its trace and a trace to its logs.
 
 ``job_id`` comes from a context variable that
-:func:`gpu_worker.observability.telemetry.traced_job` sets;
+:func:`gpu_worker.observability.spans.traced_job` sets;
 ``trace_id``/``span_id`` come from the OpenTelemetry span current when the record was made.
 """
 

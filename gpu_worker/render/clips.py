@@ -7,7 +7,6 @@ from __future__ import annotations
 
 import contextlib
 import logging
-import os
 import queue
 import threading
 from collections.abc import Generator, Sequence
@@ -23,6 +22,7 @@ from gpu_worker.job import Clip, Fit
 from gpu_worker.limits import Limits
 from gpu_worker.render.decoder import choose_decoder, cuvid_options
 from gpu_worker.render.geometry import cover_crop, rotation_filters
+from gpu_worker.render.host import usable_cpus
 from gpu_worker.render.media import MediaInfo, av_error, open_input
 from gpu_worker.render.stages import Stopwatch
 
@@ -193,7 +193,7 @@ def decode_threads() -> int:
     """Decoder threads per clip. Each clip already decodes in its own thread beside the
     encoder; on two cores a second decoder thread buys 1-2 % of speed for about 25 MB of
     extra frames (measured on the reference reel), so it is used only on larger machines."""
-    return 1 if (os.cpu_count() or 1) <= 2 else 2
+    return 1 if usable_cpus() <= 2 else 2
 
 
 class ClipReader:

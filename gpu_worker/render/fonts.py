@@ -23,6 +23,7 @@ from fontTools.ttLib import TTFont
 
 import gpu_worker
 from gpu_worker.errors import FontNotFound, InputNotFound, InputUnreadable
+from gpu_worker.render.files import stat_input
 
 __all__ = [
     "FontFace",
@@ -361,12 +362,7 @@ def missing_glyphs(path: Path, text: str) -> list[str]:
     The font's character map is cached per file (path, modification time and size).
     """
     path = Path(path)
-    try:
-        stat = path.stat()
-    except FileNotFoundError as exc:
-        raise InputNotFound(f"font {path.name}: no such file") from exc
-    except OSError as exc:
-        raise InputUnreadable(f"font {path.name}: cannot be read ({exc.strerror})") from exc
+    stat = stat_input(path, f"font {path.name}")
     mapped = _codepoints(str(path.resolve()), stat.st_mtime_ns, stat.st_size)
     missing: dict[str, None] = {}
     for char in text:

@@ -23,6 +23,7 @@ from gpu_worker.errors import (
     UnsupportedInput,
 )
 from gpu_worker.limits import Limits
+from gpu_worker.render.files import stat_input
 
 # Demuxers a clip or a music track may be read with. Everything else (hls, concat, image2
 # with its file-name patterns, network protocols, subtitles, raw data) is refused.
@@ -79,12 +80,7 @@ class MediaInfo:
 
 
 def _check_file(path: Path, label: str, limits: Limits) -> int:
-    try:
-        stat = path.stat()
-    except FileNotFoundError as exc:
-        raise InputNotFound(f"{label}: no such file") from exc
-    except OSError as exc:
-        raise InputUnreadable(f"{label}: cannot be read ({exc.strerror})") from exc
+    stat = stat_input(path, label)
     if not path.is_file():
         raise UnsupportedInput(f"{label}: not a regular file")
     if stat.st_size == 0:

@@ -31,6 +31,7 @@ from urllib.parse import urlsplit
 import urllib3
 
 from gpu_worker.errors import GpuWorkerError, InputForbidden, TransientError
+from gpu_worker.settings import webhook_url_problem
 
 log = logging.getLogger(__name__)
 
@@ -190,12 +191,14 @@ class WebhookSender:
         sleep: Callable[[float], None] = time.sleep,
         jitter: Callable[[], float] = random.random,
     ) -> None:
+        problem = webhook_url_problem(url)
+        if problem:
+            raise ValueError(problem)
         parts = urlsplit(url)
-        if parts.scheme not in ("http", "https") or not parts.hostname:
-            raise ValueError(f"not an http(s) URL: {url!r}")
+        assert parts.hostname is not None  # webhook_url_problem checked it
         self.url = url
         self.scheme = parts.scheme
-        self.host = parts.hostname
+        self.host: str = parts.hostname
         self.port = parts.port or (443 if parts.scheme == "https" else 80)
         self.target = (parts.path or "/") + (f"?{parts.query}" if parts.query else "")
         self.key = key

@@ -1,0 +1,205 @@
+"""One job from message body to outcome: fetch the inputs, render, upload, send the webhook.
+
+The decision of what a failure means lives here: a permanent error (the job's fault) sends
+``video.failed`` and deletes the message; a transient one is retried, and on the queue's last
+attempt ``video.failed`` is sent before SQS dead-letters it. While a job runs, a heartbeat
+keeps its message invisible and ECS scale-in protection is on.
+"""
+
+from __future__ import annotations
+
+import logging
+import shutil
+import tempfile
+import time
+from collections.abc import Callable, Mapping
+from pathlib import Path
+from typing import Any
+
+from gpu_worker.errors import GpuWorkerError, InternalError
+from gpu_worker.job import Job, decode_job_text, parse_job
+from gpu_worker.render.encoder import choose_encoder
+from gpu_worker.render.pipeline import RenderResult
+from gpu_worker.service import webhook
+from gpu_worker.service.fetch import FontCache, fetch_inputs, plan_inputs
+from gpu_worker.service.heartbeat import Heartbeat
+from gpu_worker.service.messages import JobContext, Outcome, best_effort
+from gpu_worker.service.protection import TaskProtection
+from gpu_worker.service.queue import JobQueue
+from gpu_worker.service.shutdown import Released, Shutdown, finish_in_time
+from gpu_worker.service.storage import Storage
+from gpu_worker.service.webhook import WebhookSender
+from gpu_worker.settings import Settings
+
+log = logging.getLogger(__name__)
+
+
+class JobRunner:
+    """Takes one message body to an :class:`Outcome`; shared by the worker's threads."""
+
+    def __init__(
+        self,
+        settings: Settings,
+        *,
+        queue: JobQueue,
+        storage: Storage,
+        webhooks: WebhookSender,
+        protection: TaskProtection,
+        shutdown: Shutdown,
+        render: Callable[..., RenderResult],
+    ) -> None:
+        self.settings = settings
+        self.queue = queue
+        self.storage = storage
+        self.webhooks = webhooks
+        self.protection = protection
+        self.shutdown = shutdown
+        self.render = render
+        self.max_receives: int | None = settings.max_receives
+        self.root: Path | None = None  # the worker's scratch folder, set by Worker.open()
+        self.font_cache: FontCache | None = None
+
+    def process(self, ctx: JobContext, body: str) -> Outcome:
+        """Run the job in ``body`` to its outcome; ``ctx.error`` says why when it failed."""
+        beat_every = self.settings.visibility_timeout / 3
+        with (
+            self.protection.held(),
+            Heartbeat(lambda: self._beat(ctx), beat_every, f"heartbeat-{ctx.message_id[:8]}"),
+        ):
+            metadata: dict[str, Any] = {}
+            try:
+                raw = decode_job_text(body)
+                ctx.job_id, metadata = best_effort(raw)
+                job = parse_job(raw)
+                metadata = job.metadata
+                self._complete(ctx, job)
+                return Outcome.COMPLETED
+            except Released:
+                return Outcome.RELEASED
+            except GpuWorkerError as exc:
+                ctx.error = exc
+            except Exception as exc:
+                log.exception("job %s: internal error", ctx.job_id)
+                ctx.error = InternalError(f"{type(exc).__name__}: {exc}")
+            error = ctx.error
+            if error.permanent:
+                self._notify(ctx, webhook.FAILED, error=error, metadata=metadata)
+                return Outcome.FAILED
+            if self._last_attempt(ctx):
+                final = type(error)(
+                    f"{error.message} (attempt {ctx.receive_count} of {self.max_receives}; "
+                    "the message goes to the dead-letter queue)"
+                )
+                self._notify(ctx, webhook.FAILED, error=final, metadata=metadata)
+            return Outcome.RETRY
+
+    def _complete(self, ctx: JobContext, job: Job) -> None:
+        """Fetch, render, upload, notify; raises on any failure."""
+        assert self.root is not None and self.font_cache is not None, "open() the worker first"
+        output_uri, inputs = plan_inputs(job, self.settings.allowed_buckets)
+        folder = Path(tempfile.mkdtemp(prefix="job-", dir=self.root))
+        try:
+            fetched = fetch_inputs(
+                inputs,
+                folder,
+                self.storage,
+                self.font_cache,
+                self.settings.limits.max_input_bytes,
+                ctx.clock,
+                before_each=self._stop_point,
+            )
+            log.info("job %s: rendering", job.job_id)
+            result = self.render(
+                job,
+                base_dir=folder,
+                output=folder / "output.mp4",
+                fetched=fetched,
+                limits=self.settings.limits,
+                encoder=choose_encoder(self.settings.encoder),
+                decoder=self.settings.decoder,
+                clock=ctx.clock,
+                progress=self._progress(job.job_id),
+            )
+            ctx.result = result
+            poster_uri = output_uri.sibling(".jpg") if result.poster is not None else None
+            with ctx.clock.stage("upload", uri=str(output_uri), bytes=result.size_bytes) as attrs:
+                if result.poster is not None and poster_uri is not None:
+                    self.storage.upload(result.poster, poster_uri, "image/jpeg")
+                    attrs["bytes"] += result.poster.stat().st_size
+                self.storage.upload(result.output, output_uri, "video/mp4")
+        finally:
+            shutil.rmtree(folder, ignore_errors=True)
+        output = {
+            "uri": str(output_uri),
+            "duration": round(result.duration, 3),
+            "width": result.width,
+            "height": result.height,
+            "fps": result.fps,
+            "size_bytes": result.size_bytes,
+            "poster_uri": str(poster_uri) if poster_uri is not None else None,
+        }
+        self._notify(
+            ctx, webhook.COMPLETED, output=output, encoder=result.encoder, metadata=job.metadata
+        )
+
+    def _stop_point(self) -> None:
+        if self.shutdown.requested:
+            raise Released
+
+    def _progress(self, job_id: str) -> Callable[[int, int], None]:
+        first: list[float] = []
+        logged = [-1]
+
+        def progress(done: int, total: int) -> None:
+            now = time.monotonic()
+            if not first:
+                first.append(now)
+            quarter = done * 4 // max(1, total)
+            if quarter != logged[0]:
+                logged[0] = quarter
+                log.info("job %s: frames %d/%d", job_id, done, total)
+            if self.shutdown.requested:
+                per_frame = (now - first[0]) / (done - 1) if done > 1 else None
+                left = self.shutdown.left() - self.shutdown.reserve
+                if not finish_in_time(per_frame, total - done, left):
+                    log.info("job %s: cannot finish before the stop deadline", job_id)
+                    raise Released
+
+        return progress
+
+    def _notify(
+        self,
+        ctx: JobContext,
+        event_type: str,
+        *,
+        output: Mapping[str, Any] | None = None,
+        error: GpuWorkerError | None = None,
+        encoder: str | None = None,
+        metadata: Mapping[str, Any] | None = None,
+    ) -> None:
+        payload = webhook.event(
+            event_type,
+            ctx.job_id,
+            output=output,
+            error=error,
+            encoder=encoder,
+            timings=ctx.clock.totals,
+            metadata=metadata,
+        )
+        deadline = None
+        if self.shutdown.requested:
+            deadline = time.monotonic() + max(1.0, self.shutdown.left())
+        with ctx.clock.stage("webhook", type=event_type) as attrs:
+            ctx.delivery = self.webhooks.send(payload, subject=ctx.subject, deadline=deadline)
+            attrs.update(
+                webhook_id=ctx.delivery.webhook_id,
+                delivered=ctx.delivery.delivered,
+                attempts=ctx.delivery.attempts,
+            )
+
+    def _last_attempt(self, ctx: JobContext) -> bool:
+        return self.max_receives is not None and ctx.receive_count >= self.max_receives
+
+    def _beat(self, ctx: JobContext) -> None:
+        self.queue.keep_hidden(ctx.receipt)
+        self.protection.keep()
