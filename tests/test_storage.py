@@ -146,13 +146,21 @@ def test_download_errors(aws: Aws, tmp_path: Path) -> None:
         storage.etag(S3Uri(aws.bucket, "missing.ttf"), "texts[0].font_uri")
 
 
-def test_upload_appears_whole_and_leaves_no_part(aws: Aws, tmp_path: Path) -> None:
+def test_upload_writes_the_final_key_once_and_leaves_no_part(aws: Aws, tmp_path: Path) -> None:
     video = tmp_path / "out.mp4"
     video.write_bytes(b"v" * 5000)
     storage = Storage(aws.s3)
+    calls: list[str] = []
+    aws.s3.meta.events.register(
+        "before-call.s3", lambda model, **kw: calls.append(model.name), unique_id="spy"
+    )
     target = S3Uri(aws.bucket, "out/video.mp4")
-    storage.upload(video, target, "video/mp4")
-    storage.upload(video, target, "video/mp4")  # again: overwritten in place
+    try:
+        storage.upload(video, target, "video/mp4")
+        storage.upload(video, target, "video/mp4")  # again: overwritten in place
+    finally:
+        aws.s3.meta.events.unregister("before-call.s3", unique_id="spy")
+    assert calls == ["PutObject", "PutObject"]  # no temporary key, copy or delete
     assert aws.object_keys() == ["out/video.mp4"]
     head = aws.s3.head_object(Bucket=aws.bucket, Key="out/video.mp4")
     assert head["ContentType"] == "video/mp4" and head["ContentLength"] == 5000

@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import logging
 import re
-import uuid
 from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
@@ -182,27 +181,12 @@ class Storage:
             body.close()
 
     def upload(self, path: Path, uri: S3Uri, content_type: str) -> None:
-        """Upload under a temporary key, then copy to ``uri`` and delete the temporary one, so
-        a reader of ``uri`` sees the old object or the complete new one, never a part."""
-        temp = S3Uri(uri.bucket, f"{uri.key}.part-{uuid.uuid4().hex}")
-        what = f"upload {uri}"
+        """Upload ``path`` to ``uri``, straight to its key: S3 makes a PUT or a completed
+        multipart upload visible at once and whole, so no reader ever sees a part of it (a
+        failed multipart upload is aborted by boto3 and leaves nothing)."""
         try:
             self.client.upload_file(
-                str(path), temp.bucket, temp.key, ExtraArgs={"ContentType": content_type}
-            )
-            self.client.copy(
-                {"Bucket": temp.bucket, "Key": temp.key},
-                uri.bucket,
-                uri.key,
-                ExtraArgs={"ContentType": content_type, "MetadataDirective": "REPLACE"},
+                str(path), uri.bucket, uri.key, ExtraArgs={"ContentType": content_type}
             )
         except Exception as exc:
-            raise s3_error(exc, what) from exc
-        finally:
-            self._discard(temp)
-
-    def _discard(self, temp: S3Uri) -> None:
-        try:
-            self.client.delete_object(Bucket=temp.bucket, Key=temp.key)
-        except Exception as exc:
-            log.warning("could not delete the temporary object %s: %s", temp, exc)
+            raise s3_error(exc, f"upload {uri}") from exc
