@@ -75,3 +75,36 @@ def load_benchmark(name: str) -> ModuleType:
     sys.modules[spec.name] = module  # dataclasses look their module up
     spec.loader.exec_module(module)
     return module
+
+
+@dataclass
+class CliRun:
+    """What one ``gpu-worker`` command did: its exit code and what it printed."""
+
+    returncode: int
+    stdout: str
+    stderr: str
+
+
+def run_cli(*args: str, env: dict[str, str] | None = None, cwd: Path | None = None) -> CliRun:
+    """``gpu-worker ARGS`` in this process (``cli.main``), with ``env`` added to the
+    environment and ``cwd`` as the working folder for the call; fast enough to run many."""
+    import contextlib
+    import io
+    import os
+
+    from gpu_worker import cli
+
+    out, err = io.StringIO(), io.StringIO()
+    saved_env, saved_cwd = dict(os.environ), os.getcwd()
+    try:
+        os.environ.update(env or {})
+        if cwd is not None:
+            os.chdir(cwd)
+        with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
+            code = cli.main(list(args))
+    finally:
+        os.environ.clear()
+        os.environ.update(saved_env)
+        os.chdir(saved_cwd)
+    return CliRun(code, out.getvalue(), err.getvalue())

@@ -3,13 +3,12 @@
 from __future__ import annotations
 
 import json
-import os
 import subprocess
 import sys
 from pathlib import Path
 
 import numpy as np
-from helpers import job_dict, read_output
+from helpers import CliRun, job_dict, read_output, run_cli
 from PIL import Image
 
 from examples.samples import make_clip
@@ -17,15 +16,19 @@ from examples.samples import make_clip
 ROOT = Path(__file__).resolve().parents[1]
 
 
-def cli(*args: str, cwd: Path | None = None) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        [sys.executable, "-m", "gpu_worker", *args],
+def cli(*args: str, cwd: Path | None = None) -> CliRun:
+    return run_cli(*args, cwd=cwd)
+
+
+def test_python_dash_m_runs_the_command_line(tmp_path: Path) -> None:
+    proc = subprocess.run(
+        [sys.executable, "-m", "gpu_worker", "validate", str(tmp_path / "none.json")],
         capture_output=True,
         text=True,
         timeout=120,
-        cwd=cwd,
-        env=dict(os.environ),
     )
+    assert proc.returncode == 2
+    assert proc.stderr.strip().splitlines()[-1].startswith("error invalid_job: no job file at")
 
 
 def test_render_prints_path_duration_and_time(tmp_path: Path) -> None:

@@ -3,12 +3,11 @@
 from __future__ import annotations
 
 import json
-import subprocess
-import sys
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+import helpers
 import pytest
 from helpers import job_dict
 
@@ -20,17 +19,8 @@ from gpu_worker.render.encoder import choose_encoder, nvenc_probe
 def run_cli(
     *args: str, env: dict[str, str] | None = None, cwd: Path | None = None
 ) -> tuple[int, str, str]:
-    import os
-
-    proc = subprocess.run(
-        [sys.executable, "-m", "gpu_worker", *args],
-        capture_output=True,
-        text=True,
-        timeout=120,
-        cwd=cwd,
-        env={**os.environ, **(env or {})},
-    )
-    return proc.returncode, proc.stdout, proc.stderr
+    run = helpers.run_cli(*args, env=env, cwd=cwd)
+    return run.returncode, run.stdout, run.stderr
 
 
 def write_job(tmp_path: Path, data: dict[str, Any] | str) -> Path:
