@@ -14,9 +14,10 @@ from functools import cache
 
 import av
 
-from gpu_worker.errors import DecoderUnavailable, InternalError
+from gpu_worker.errors import DecoderUnavailable
 from gpu_worker.job import Fit
 from gpu_worker.render.geometry import cover_crop
+from gpu_worker.render.hardware import prefer_hardware
 
 log = logging.getLogger(__name__)
 
@@ -52,17 +53,15 @@ def nvdec_probe(codec: str) -> tuple[bool, str]:
 def choose_decoder(codec: str, setting: str = "auto") -> DecoderChoice:
     """The decoder for a stream of ``codec`` under ``setting`` (auto, nvdec or cpu); the
     probe runs once per codec and process."""
-    wanted = setting.lower()
-    if wanted not in ("auto", "nvdec", "cpu"):
-        raise InternalError(f"the decoder must be auto, nvdec or cpu, not {wanted!r}")
-    if wanted == "cpu":
-        return DecoderChoice(None, "GPU_WORKER_DECODER=cpu")
-    ok, why = nvdec_probe(codec)
-    if ok:
-        return DecoderChoice(CUVID[codec], why)
-    if wanted == "nvdec":
-        raise DecoderUnavailable(f"GPU_WORKER_DECODER=nvdec but {why}")
-    return DecoderChoice(None, why)
+    gpu, why = prefer_hardware(
+        setting,
+        variable="GPU_WORKER_DECODER",
+        hardware="nvdec",
+        software="cpu",
+        probe=lambda: nvdec_probe(codec),
+        unavailable=DecoderUnavailable,
+    )
+    return DecoderChoice(CUVID[codec] if gpu else None, why)
 
 
 def cuvid_options(

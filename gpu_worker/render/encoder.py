@@ -19,6 +19,7 @@ import numpy as np
 
 from gpu_worker.errors import EncoderUnavailable, InternalError
 from gpu_worker.job import Quality
+from gpu_worker.render.hardware import prefer_hardware
 
 log = logging.getLogger(__name__)
 
@@ -76,16 +77,18 @@ def nvenc_probe() -> tuple[bool, str]:
 @cache
 def choose_encoder(setting: str = "auto") -> EncoderChoice:
     """Pick the encoder for ``setting`` (auto, nvenc or x264); cached: the probe runs once."""
-    wanted = setting.lower()
-    if wanted not in ("auto", "nvenc", "x264"):
-        raise InternalError(f"the encoder must be auto, nvenc or x264, not {wanted!r}")
-    if wanted == "x264":
-        return EncoderChoice(X264, "GPU_WORKER_ENCODER=x264")
-    ok, why = nvenc_probe()
-    if ok:
+    gpu, why = prefer_hardware(
+        setting,
+        variable="GPU_WORKER_ENCODER",
+        hardware="nvenc",
+        software="x264",
+        probe=nvenc_probe,
+        unavailable=EncoderUnavailable,
+    )
+    if gpu:
         return EncoderChoice(NVENC, why)
-    if wanted == "nvenc":
-        raise EncoderUnavailable(f"GPU_WORKER_ENCODER=nvenc but {why}")
+    if setting.lower() == "x264":
+        return EncoderChoice(X264, why)
     if X264 not in av.codecs_available:
         raise InternalError("neither h264_nvenc nor libx264 is available in this FFmpeg build")
     log.info("encoder: libx264 (%s)", why)
