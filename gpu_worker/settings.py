@@ -187,6 +187,7 @@ class Settings(BaseSettings):
     )
     webhook_timeout: Annotated[float, _float(1, 3600)] = _var("GPU_WORKER_WEBHOOK_TIMEOUT", 60.0)
     ecs_agent_uri: Text = _var("ECS_AGENT_URI")
+    health: Folder = _var("GPU_WORKER_HEALTH_FILE")
 
     # The render (both commands).
     encoder: EncoderName = _var("GPU_WORKER_ENCODER", "auto")
@@ -272,6 +273,11 @@ class Settings(BaseSettings):
     @property
     def scratch_dir(self) -> Path:
         return self.scratch or Path(tempfile.gettempdir()) / "gpu-worker"
+
+    @property
+    def health_file(self) -> Path:
+        """Where ``serve`` writes its health and ``doctor --serving`` reads it."""
+        return self.health or self.scratch_dir / "health.json"
 
     @property
     def limits(self) -> Limits:

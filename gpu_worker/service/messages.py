@@ -63,6 +63,7 @@ class JobContext:
     error: GpuWorkerError | None = None
     result: RenderResult | None = None
     delivery: webhook.Delivery | None = None
+    fallback: str | None = None  # why the GPU path failed, when the job was rendered on the CPU
 
     @property
     def queue_wait(self) -> float | None:
@@ -112,7 +113,7 @@ def best_effort(raw: Any) -> tuple[str | None, dict[str, Any]]:
         try:
             if len(json.dumps(metadata).encode()) <= METADATA_MAX_BYTES:
                 return job_id, metadata
-        except (TypeError, ValueError):
+        except (TypeError, ValueError, RecursionError):
             pass
     return job_id, {}
 
