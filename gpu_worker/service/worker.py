@@ -191,7 +191,7 @@ class Worker:
                 failures = 0
             except TransientError as exc:
                 failures += 1
-                delay = min(30.0, 2.0**failures)
+                delay = min(30.0, 2.0 ** (failures - 1))  # 1, 2, 4 … 30 s
                 log.warning("cannot receive from the queue (%s); again in %.0f s", exc, delay)
                 self.shutdown.event.wait(delay)
                 continue
