@@ -243,8 +243,13 @@ if [[ "$cs_status" != CREATE_COMPLETE ]]; then
     [[ "$cs_reason" == *"didn't contain changes"* ]] && exit 0
     exit 1
 fi
-printf '\n%-8s %-32s %-48s %s\n' ACTION RESOURCE TYPE REPLACEMENT
-tail -n +2 <<<"$described" | while IFS=$'\t' read -r action logical kind replacement; do
-    printf '%-8s %-32s %-48s %s\n' "$action" "$logical" "$kind" "$replacement"
-done
+changes=$(tail -n +2 <<<"$described")
+if [[ -z "$changes" ]]; then
+    echo "(the change set lists no resource changes)"
+else
+    printf '\n%-8s %-32s %-48s %s\n' ACTION RESOURCE TYPE REPLACEMENT
+    while IFS=$'\t' read -r action logical kind replacement; do
+        printf '%-8s %-32s %-48s %s\n' "$action" "$logical" "$kind" "$replacement"
+    done <<<"$changes"
+fi
 log "dry run: nothing was built, created or changed"
