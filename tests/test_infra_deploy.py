@@ -35,9 +35,11 @@ from typing import Any
 
 import boto3
 import pytest
-from aws_fixtures import REGION
+from aws_fixtures import REGION, SECRET
 from botocore.exceptions import ClientError
 from cfnlint.decode import cfn_yaml
+
+from gpu_worker.settings import Settings
 
 pytest_plugins = ["aws_fixtures"]
 # moto warns once per resource of a type in NO_MODEL; those are listed and handled below
@@ -377,7 +379,7 @@ def deploy(endpoint: str, **given: str) -> Stack:
     vpc = ec2.describe_vpcs(Filters=[{"Name": "isDefault", "Values": ["true"]}])["Vpcs"][0]
     subnets = ec2.describe_subnets(Filters=[{"Name": "vpc-id", "Values": [vpc["VpcId"]]}])
     secret_arn = client("secretsmanager", endpoint).create_secret(
-        Name=f"{name}/webhook-secret", SecretString="whsec_" + "A" * 43 + "="
+        Name=f"{name}/webhook-secret", SecretString=SECRET
     )["ARN"]
     registry = f"{ACCOUNT}.dkr.ecr.{REGION}.amazonaws.com"
     parameters = {
@@ -740,6 +742,27 @@ def test_fargate_task_definition(stack: Stack) -> None:
     assert env["OTEL_RESOURCE_ATTRIBUTES"].endswith("gpu_worker.pool=cpu")
     assert "NVIDIA_DRIVER_CAPABILITIES" not in env
     _check_collector(stack, containers["otel-collector"], "cpu")
+
+
+@pytest.mark.parametrize("task", ["GpuTaskDefinition", "CpuTaskDefinition"])
+def test_worker_accepts_the_environment_ecs_gives_it(stack: Stack, task: str) -> None:
+    # What the worker container starts with: its environment plus the secret ECS injects.
+    worker = _containers(stack, task)["worker"]
+    secret = stack.client("secretsmanager").get_secret_value(SecretId=stack.secret_arn)
+    env = {**_env(worker), "WEBHOOK_SECRET": secret["SecretString"]}
+    # every variable is one the worker reads, or the OpenTelemetry SDK's / NVIDIA runtime's
+    unknown = {
+        name
+        for name in env
+        if name not in Settings.variables() and not name.startswith(("OTEL_", "NVIDIA_"))
+    }
+    assert unknown == set()
+    settings = Settings.from_env(env).require_serving()
+    assert settings.queue_url == stack.physical["JobQueue"]
+    assert settings.allowed_buckets is not None
+    assert stack.physical["OutputBucket"] in settings.allowed_buckets
+    assert settings.encoder == ("nvenc" if task == "GpuTaskDefinition" else "x264")
+    assert settings.stop_deadline < worker["stopTimeout"]
 
 
 def _check_collector(stack: Stack, collector: Mapping[str, Any], prefix: str) -> None:
