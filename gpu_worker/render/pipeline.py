@@ -222,14 +222,22 @@ def prepare(
         raise LimitExceeded(f"{len(job.texts)} texts; the limit is {limits.max_texts}")
     infos: list[MediaInfo] = []
     music: MediaInfo | None = None
+    probed: dict[Path, MediaInfo] = {}  # each distinct file is probed once per job
+
+    def probe_once(uri: str, label: str) -> MediaInfo:
+        path = inputs.path(uri, label)
+        if path not in probed:
+            probed[path] = probe(path, uri, limits)
+        return probed[path]
+
     with clock.stage("probe") as attrs:
         for i, clip in enumerate(job.clips):
-            infos.append(probe(inputs.path(clip.uri, f"clips[{i}]"), clip.uri, limits))
+            infos.append(probe_once(clip.uri, f"clips[{i}]"))
         if job.audio is not None:
-            music = probe(inputs.path(job.audio.uri, "audio"), job.audio.uri, limits)
+            music = probe_once(job.audio.uri, "audio")
             if music.audio is None:
                 raise InvalidJob(f"audio: {job.audio.uri} has no audio stream")
-        attrs["inputs"] = len(infos) + (music is not None)
+        attrs["inputs"] = len(probed)
     lengths = [
         clip_length(clip, info, i)
         for i, (clip, info) in enumerate(zip(job.clips, infos, strict=True))
@@ -269,7 +277,7 @@ def prepare(
             end = min(spec.end, duration_out) if spec.end is not None else duration_out
             texts.append(_Text(i, yuv, spec.start, end))
         attrs["texts"] = len(texts)
-    input_bytes = sum(i.size_bytes for i in infos) + (music.size_bytes if music else 0)
+    input_bytes = sum(info.size_bytes for info in probed.values())
     return Composition(
         job, infos, placements, texts, duration_out, frames, music, limits, input_bytes
     )
