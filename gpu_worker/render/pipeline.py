@@ -35,7 +35,7 @@ from gpu_worker.job import Job, TransitionType
 from gpu_worker.limits import Limits
 from gpu_worker.render import audio as soundtrack
 from gpu_worker.render import fonts, transitions
-from gpu_worker.render.clips import ClipReader, Prefetcher, clip_length
+from gpu_worker.render.clips import ClipReader, FrameSource, Prefetcher, clip_length
 from gpu_worker.render.composite import (
     U8,
     darken,
@@ -52,6 +52,7 @@ from gpu_worker.render.encoder import (
 )
 from gpu_worker.render.layers import Drawable, SpriteLayer
 from gpu_worker.render.media import MediaInfo, probe
+from gpu_worker.render.motion import MotionReader, MotionSampler, base_size
 from gpu_worker.render.overlays import draw_overlay
 from gpu_worker.render.stages import StageClock, Stopwatch
 from gpu_worker.render.text import render_text
@@ -143,16 +144,24 @@ class Composition:
     def time_of(self, n: int) -> float:
         return n / self.fps
 
-    def open_reader(self, index: int, start_at: float = 0.0) -> ClipReader:
-        return ClipReader(
-            self.job.clips[index],
-            self.clips[index],
-            self.width,
-            self.height,
-            self.limits,
-            start_at=start_at,
-            decoder=self.decoder,
+    def open_reader(self, index: int, start_at: float = 0.0) -> FrameSource:
+        """A reader of clip ``index``'s fitted frames; with a motion, fitted to the motion's
+        base size and resampled along it for each output frame."""
+        clip, info = self.job.clips[index], self.clips[index]
+        width, height = self.width, self.height
+        if clip.motion is not None:
+            assert info.video is not None
+            src_w, src_h = info.video.width, info.video.height
+            if info.video.rotation in (90, 270):
+                src_w, src_h = src_h, src_w
+            width, height = base_size(clip.fit, clip.motion.scale, src_w, src_h, width, height)
+        reader = ClipReader(
+            clip, info, width, height, self.limits, start_at=start_at, decoder=self.decoder
         )
+        if clip.motion is None:
+            return reader
+        length = self.placements[index].length
+        return MotionReader(reader, MotionSampler(clip.motion, length, self.width, self.height))
 
     def compose(
         self,
