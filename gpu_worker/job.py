@@ -236,8 +236,8 @@ class Overlay(_Model):
     x: float = Field(0.5, ge=0, le=1)
     y: float = Field(0.5, ge=0, le=1)
     anchor: Anchor = Anchor.CENTER
-    width: float | None = Field(None, gt=0, le=4, description="fraction of the frame's width")
-    height: float | None = Field(None, gt=0, le=4, description="fraction of the frame's height")
+    width: float | None = Field(None, gt=0, le=1, description="fraction of the frame's width")
+    height: float | None = Field(None, gt=0, le=1, description="fraction of the frame's height")
     opacity: float = Field(1.0, ge=0, le=1)
     start: Seconds = 0.0
     end: float | None = Field(None, gt=0, le=86_400, description="default: end of the video")

@@ -13,6 +13,7 @@ import io
 import math
 import re
 import xml.etree.ElementTree as ET
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -26,9 +27,11 @@ from gpu_worker.errors import (
     LimitExceeded,
     UnsupportedInput,
 )
-from gpu_worker.job import Overlay
+from gpu_worker.job import Job, Overlay
 from gpu_worker.limits import Limits
 from gpu_worker.render import fonts
+from gpu_worker.render.composite import to_yuv_sprite
+from gpu_worker.render.layers import SpriteLayer
 
 RASTER_FORMATS = {"PNG", "JPEG", "WEBP"}
 SVG_MAX_BYTES = 16 * 1024**2
@@ -247,3 +250,25 @@ def place(image: Image.Image, spec: Overlay, label: str, frame_w: int, frame_h: 
     canvas = Image.new("RGBA", (x1 - x0, y1 - y0), (0, 0, 0, 0))
     canvas.paste(image, (left - x0, top - y0))
     return Picture(canvas, x0, y0)
+
+
+def overlay_layers(
+    job: Job, resolve: Callable[[str, str], Path], limits: Limits, duration: float
+) -> list[SpriteLayer]:
+    """Every overlay of the job drawn and converted once, ready to blend; ``resolve`` turns
+    (uri, label) into a local path, ``duration`` is the video's."""
+    width, height = job.output.width, job.output.height
+    layers: list[SpriteLayer] = []
+    for i, spec in enumerate(job.overlays):
+        label = f"overlays[{i}]"
+        if spec.start >= duration:
+            raise InvalidJob(
+                f"{label}: starts at {spec.start:g} s, after the video ends ({duration:.3f} s)"
+            )
+        picture = draw_overlay(spec, label, resolve(spec.uri, label), width, height, limits)
+        end = min(spec.end, duration) if spec.end is not None else duration
+        sprite = to_yuv_sprite(picture.image, picture.x, picture.y)
+        layers.append(
+            SpriteLayer(label, sprite, spec.start, end, spec.animation, spec.opacity, height)
+        )
+    return layers

@@ -53,7 +53,7 @@ from gpu_worker.render.encoder import (
 from gpu_worker.render.layers import Drawable, SpriteLayer
 from gpu_worker.render.media import MediaInfo, probe
 from gpu_worker.render.motion import MotionReader, MotionSampler, base_size
-from gpu_worker.render.overlays import draw_overlay
+from gpu_worker.render.overlays import overlay_layers
 from gpu_worker.render.stages import StageClock, Stopwatch
 from gpu_worker.render.text import render_text
 from gpu_worker.render.timeline import (
@@ -256,38 +256,10 @@ def prepare(
         )
     frames = frame_count(duration, job.output.fps)
     duration_out = frames / job.output.fps
-    overlays: list[SpriteLayer] = []
-    with clock.stage("render_overlays") as attrs:
-        for i, overlay in enumerate(job.overlays):
-            label = f"overlays[{i}]"
-            if overlay.start >= duration_out:
-                raise InvalidJob(
-                    f"{label}: starts at {overlay.start:g} s, after the video ends "
-                    f"({duration_out:.3f} s)"
-                )
-            picture = draw_overlay(
-                overlay,
-                label,
-                inputs.path(overlay.uri, label),
-                job.output.width,
-                job.output.height,
-                limits,
-            )
-            end = min(overlay.end, duration_out) if overlay.end is not None else duration_out
-            overlays.append(
-                SpriteLayer(
-                    label,
-                    to_yuv_sprite(picture.image, picture.x, picture.y),
-                    overlay.start,
-                    end,
-                    overlay.animation,
-                    overlay.opacity,
-                    job.output.height,
-                )
-            )
-        attrs["overlays"] = len(overlays)
     texts: list[SpriteLayer] = []
-    with clock.stage("render_text") as attrs:
+    with clock.stage("render_text") as attrs:  # every sprite: overlays, then texts
+        overlays = overlay_layers(job, inputs.path, limits, duration_out)
+        attrs["overlays"] = len(overlays)
         for i, spec in enumerate(job.texts):
             if spec.start >= duration_out:
                 raise InvalidJob(
