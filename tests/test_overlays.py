@@ -3,6 +3,8 @@ SVGs drawn at the size shown, and bad pictures refused with the contract's codes
 
 from __future__ import annotations
 
+import base64
+import io
 import struct
 import zlib
 from collections.abc import Callable
@@ -118,9 +120,35 @@ def _png_declaring(width: int, height: int) -> bytes:
     return b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", ihdr) + chunk(b"IDAT", idat) + chunk(b"IEND", b"")
 
 
+def _embedded(data: bytes, mime: str = "image/png") -> str:
+    uri = f"data:{mime};base64,{base64.b64encode(data).decode()}"
+    return (
+        '<svg xmlns="http://www.w3.org/2000/svg" width="10" height="10">'
+        f'<image href="{uri}" width="10" height="10"/></svg>'
+    )
+
+
 @pytest.mark.parametrize(
     ("name", "content", "spec", "code"),
     [
+        ("bomb-inside.svg", _embedded(_png_declaring(100_000, 100_000)), {}, "limit_exceeded"),
+        ("wide-inside.svg", _embedded(_png_declaring(5000, 10)), {}, "limit_exceeded"),
+        (
+            "nested.svg",
+            _embedded(
+                b'<svg xmlns="http://www.w3.org/2000/svg"><image href="/etc/passwd"/></svg>',
+                "image/svg+xml",
+            ),
+            {},
+            "input_forbidden",
+        ),
+        (
+            "stylesheet.svg",
+            '<?xml-stylesheet href="https://example.com/s.css"?>'
+            '<svg xmlns="http://www.w3.org/2000/svg" width="10" height="10"/>',
+            {},
+            "input_forbidden",
+        ),
         (
             "href.svg",
             '<svg xmlns="http://www.w3.org/2000/svg" xmlns:xlink="http://www.w3.org/1999/xlink"'
@@ -192,3 +220,15 @@ def test_overlay_half_outside_is_cut_and_listed_as_input(tmp_path: Path) -> None
     sprite = comp.overlays[0].sprite
     assert (sprite.x, sprite.y, sprite.width, sprite.height) == (0, 0, 20, 10)
     render_job(job, base_dir=tmp_path, output=tmp_path / "o.mp4")
+
+
+def test_svg_with_an_embedded_picture_is_drawn(tmp_path: Path, render: Callable[..., Any]) -> None:
+    black_clip(tmp_path)
+    png = io.BytesIO()
+    Image.new("RGB", (4, 4), (0, 255, 0)).save(png, format="PNG")
+    (tmp_path / "embed.svg").write_text(_embedded(png.getvalue()))
+    _, out = render(overlay_job({"uri": "embed.svg", "width": 0.5}))
+    frame = out.frames[2].astype(np.int16)
+    green = (frame[..., 1] > 150) & (frame[..., 0] < 100)
+    rows, cols = np.nonzero(green)
+    assert (cols.min(), cols.max()) == (24, 71) and (rows.min(), rows.max()) == (56, 103)

@@ -9,9 +9,12 @@ declares XML entities, is refused before it is drawn.
 
 from __future__ import annotations
 
+import base64
+import binascii
 import io
 import math
 import re
+import urllib.parse
 import xml.etree.ElementTree as ET
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -35,6 +38,7 @@ from gpu_worker.render.layers import SpriteLayer
 
 RASTER_FORMATS = {"PNG", "JPEG", "WEBP"}
 SVG_MAX_BYTES = 16 * 1024**2
+_DATA_URI = re.compile(r"^data:([^;,]*)((?:;[^;,]*)*),(.*)$", re.DOTALL | re.IGNORECASE)
 _CSS_URL = re.compile(r"url\(\s*['\"]?\s*([^'\")\s]*)", re.IGNORECASE)
 _LENGTH = re.compile(r"^\s*([0-9]*\.?[0-9]+(?:[eE][-+]?[0-9]+)?)\s*(px|pt|pc|mm|cm|in)?\s*$")
 _UNIT_PX = {None: 1.0, "px": 1.0, "pt": 4 / 3, "pc": 16.0, "mm": 96 / 25.4, "cm": 96 / 2.54}
@@ -88,10 +92,45 @@ def _forbidden_reference(value: str) -> bool:
     return bool(value) and not value.startswith("#") and not value.lower().startswith("data:")
 
 
-def check_svg(text: str, label: str) -> ET.Element:
-    """Parse an SVG, refusing entities and any reference to another file or URL."""
+def _check_embedded(value: str, label: str, limits: Limits, depth: int) -> None:
+    """An image embedded as a ``data:`` URI: a picture within the size limits, or an SVG
+    that passes the same checks."""
+    match = _DATA_URI.match(value.strip())
+    if match is None:
+        raise InputUnreadable(f"{label}: a malformed data: URI in the SVG")
+    mime, params, payload = match.group(1).lower(), match.group(2).lower(), match.group(3)
+    try:
+        if ";base64" in params:
+            data = base64.b64decode("".join(payload.split()), validate=True)
+        else:
+            data = urllib.parse.unquote_to_bytes(payload)
+    except (binascii.Error, ValueError) as exc:
+        raise InputUnreadable(f"{label}: a malformed data: URI in the SVG") from exc
+    if mime == "image/svg+xml" or is_svg(data):
+        if depth >= 2:
+            raise InputForbidden(f"{label}: SVGs nested more than two deep")
+        check_svg(data.decode("utf-8", errors="replace"), label, limits, depth + 1)
+        return
+    try:
+        with Image.open(io.BytesIO(data)) as picture:
+            width, height = picture.size
+    except Image.DecompressionBombError as exc:
+        side = limits.max_input_side
+        raise LimitExceeded(
+            f"{label}: a picture in the SVG declares far more than {side}x{side} pixels"
+        ) from exc
+    except (OSError, SyntaxError, ValueError) as exc:
+        raise InputUnreadable(f"{label}: a picture in the SVG cannot be read") from exc
+    _check_side(f"{label}: a picture in the SVG", width, height, limits)
+
+
+def check_svg(text: str, label: str, limits: Limits, depth: int = 0) -> ET.Element:
+    """Parse an SVG, refusing entities and any reference to another file or URL; pictures
+    embedded as ``data:`` URIs are held to the size limits."""
     if "<!ENTITY" in text or re.search(r"<!DOCTYPE[^>]*\[", text):
         raise InputForbidden(f"{label}: the SVG declares XML entities")
+    if "<?xml-stylesheet" in text:
+        raise InputForbidden(f"{label}: the SVG links a style sheet")
     try:
         root = ET.fromstring(text)
     except ET.ParseError as exc:
@@ -100,8 +139,11 @@ def check_svg(text: str, label: str) -> ET.Element:
         raise UnsupportedInput(f"{label}: the XML document is not an SVG")
     for element in root.iter():
         for name, value in element.attrib.items():
-            if _local(name) in ("href", "src") and _forbidden_reference(value):
-                raise InputForbidden(f"{label}: the SVG references {value[:80]!r}")
+            if _local(name) in ("href", "src"):
+                if _forbidden_reference(value):
+                    raise InputForbidden(f"{label}: the SVG references {value[:80]!r}")
+                if value.strip().lower().startswith("data:"):
+                    _check_embedded(value, label, limits, depth)
             for found in _CSS_URL.findall(value):
                 if _forbidden_reference(found):
                     raise InputForbidden(f"{label}: the SVG references {found[:80]!r}")
@@ -220,7 +262,7 @@ def draw_overlay(
             text = path.read_bytes().decode("utf-8")
         except UnicodeDecodeError as exc:
             raise InputUnreadable(f"{label}: the SVG is not UTF-8 text") from exc
-        natural = svg_size(check_svg(text, label))
+        natural = svg_size(check_svg(text, label, limits))
         size = shown_size(spec, natural, (frame_w, frame_h))
         _check_side(label, *size, limits)
         image = _svg(text, label, size)
