@@ -31,7 +31,7 @@ sys.path.insert(0, str(HERE))
 import compare  # noqa: E402 - measuring a subprocess, beside this script
 import reference  # noqa: E402
 
-from gpu_worker.job import Motion, Overlay  # noqa: E402
+from gpu_worker.job import Motion, Overlay, Quality  # noqa: E402
 from gpu_worker.limits import Limits  # noqa: E402
 from gpu_worker.render.composite import planes_of, to_yuv_sprite  # noqa: E402
 from gpu_worker.render.layers import SpriteLayer  # noqa: E402
@@ -82,13 +82,13 @@ def per_frame(fn: Any, frames: int) -> float:
     return statistics.median(rounds)
 
 
-def resample_cost(base: tuple[int, int], frames: int = 30) -> float:
+def resample_cost(base: tuple[int, int], quality: Quality, frames: int = 30) -> float:
     """ms to resample one zoom_in frame from a ``base`` picture to 1080x1920."""
     rng = np.random.default_rng(0)
     w, h = base
     pixels = rng.integers(16, 235, (h * 3 // 2, w), dtype=np.uint8)
     frame = av.VideoFrame.from_ndarray(pixels, format="yuv420p")
-    sampler = MotionSampler(Motion(type="zoom_in"), frames / 30, 1080, 1920)
+    sampler = MotionSampler(Motion(type="zoom_in"), frames / 30, 1080, 1920, quality)
     return per_frame(lambda i: sampler(frame, i / 30), frames)
 
 
@@ -151,8 +151,12 @@ def main(argv: list[str] | None = None) -> int:
         lines.append(f"\n{name}: {extra_cpu:+.2f} ms CPU and {extra_wall:+.2f} ms wall a frame.")
     lines += ["", "Per-frame work alone, in this process (median of 5 rounds):", ""]
     for base in ((1080, 1920), (608, 1080), (1242, 2208)):
-        cost = resample_cost(base)
-        lines.append(f"- zoom_in resample from a {base[0]}x{base[1]} base: {cost:.2f} ms/frame")
+        costs = {q: resample_cost(base, q) for q in (Quality.STANDARD, Quality.HIGH)}
+        lines.append(
+            f"- zoom_in resample from a {base[0]}x{base[1]} base to 1080x1920: "
+            f"{costs[Quality.STANDARD]:.2f} ms/frame bilinear (draft, standard), "
+            f"{costs[Quality.HIGH]:.2f} ms/frame bicubic (high)"
+        )
     cost, size = logo_cost(args.work)
     lines.append(
         f"- a {size[0]}x{size[1]} logo blended into a 1080x1920 frame: {cost:.3f} ms/frame "

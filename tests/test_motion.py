@@ -123,33 +123,33 @@ def jitter(distances: list[float]) -> float:
     return float(np.abs(np.diff(distances, 2)).max())
 
 
+@pytest.mark.parametrize("quality", ["standard", "high"])  # bilinear, bicubic
 def test_zoom_in_grows_smoothly_where_zoompan_shakes(
-    tmp_path: Path, render: Callable[..., Any]
+    tmp_path: Path, render: Callable[..., Any], quality: str
 ) -> None:
     marks_photo(tmp_path / "photo.png")
     clip = {"uri": "photo.png", "duration": SECONDS, "motion": {"type": "zoom_in", "scale": SCALE}}
-    _, out = render(job_dict([clip], output={"quality": "high"}))
+    _, out = render(job_dict([clip], output={"quality": quality}))
     ours = [mark_distance(f) for f in out.frames]
     n = len(ours)
     assert n == round(SECONDS * FPS)
     # The marks are 80 source px apart: 40 output px at first, 40 * 1.15 when fully zoomed.
     assert ours[0] == pytest.approx(40, abs=0.3)
     assert ours[-1] == pytest.approx(40 * SCALE ** ((n - 1) / n), abs=0.3)
-    steps = np.diff(ours)
-    assert (steps > 0).all()  # grows every frame
-    # On the zoom's curve to a tenth of a pixel (beside a constant bias of the measurement).
-    off = np.array(ours) - 40 * SCALE ** (np.arange(n) / n)
-    assert np.abs(off - off.mean()).max() < 0.1
-    # The pictures as composed, before the encoder's own noise: smooth to a hundredth of a
-    # pixel, where zoompan, placing its crop on whole source pixels, steps unevenly.
-    job = parse_job(job_dict([clip]))
+    assert (np.diff(ours) > 0).all()  # grows every frame of the video
+    # The pictures as composed, before the encoder's own noise: on the zoom's curve to a
+    # tenth of a pixel (beside a constant bias of the measurement) and smooth to a few
+    # hundredths, where zoompan, placing its crop on whole source pixels, steps unevenly.
+    job = parse_job(job_dict([clip], output={"quality": quality}))
     composed = [
         mark_distance(np.asarray(preview_frame(job, k / FPS, base_dir=tmp_path))) for k in range(n)
     ]
     assert (np.diff(composed) > 0).all()
+    off = np.array(composed) - 40 * SCALE ** (np.arange(n) / n)
+    assert np.abs(off - off.mean()).max() < 0.1
     theirs = [mark_distance(f) for f in zoompan_frames(tmp_path / "photo.png", n)]
     print(f"jitter: ours {jitter(composed):.3f} px, zoompan {jitter(theirs):.3f} px")
-    assert jitter(composed) < 0.05
+    assert jitter(composed) < 0.06
     assert jitter(theirs) > 3 * jitter(composed), (jitter(composed), jitter(theirs))
 
 

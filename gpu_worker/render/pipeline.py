@@ -161,7 +161,9 @@ class Composition:
         if clip.motion is None:
             return reader
         length = self.placements[index].length
-        return MotionReader(reader, MotionSampler(clip.motion, length, self.width, self.height))
+        quality = self.job.output.quality
+        sampler = MotionSampler(clip.motion, length, self.width, self.height, quality)
+        return MotionReader(reader, sampler)
 
     def compose(
         self,
