@@ -21,7 +21,7 @@ from gpu_worker.errors import GpuWorkerError
 from gpu_worker.job import parse_job
 from gpu_worker.limits import Limits
 from gpu_worker.render.pipeline import Inputs as PipelineInputs
-from gpu_worker.render.pipeline import prepare, render_job
+from gpu_worker.render.pipeline import prepare, preview_frame, render_job
 
 
 def black_clip(folder: Path, seconds: float = 0.5) -> Path:
@@ -70,6 +70,9 @@ def test_png_logo_pixels_where_placed_with_its_alpha(
     rows = np.nonzero(frame[:, 50] > 60)[0]
     assert (cols.min(), cols.max()) == (24, 63)
     assert (rows.min(), rows.max()) == (40, 59)
+    spec = {"uri": "logo.png", "x": 0.25, "y": 0.25, "anchor": "top-left"}
+    preview = preview_frame(parse_job(overlay_job(spec)), 0.2, base_dir=tmp_path)
+    assert np.abs(luma(np.asarray(preview)) - frame).mean() < 2  # preview shows it too
 
 
 def test_overlay_width_opacity_and_timing(tmp_path: Path, render: Callable[..., Any]) -> None:

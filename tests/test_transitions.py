@@ -12,6 +12,8 @@ import pytest
 from helpers import job_dict
 
 from examples.samples import make_clip
+from gpu_worker.job import parse_job
+from gpu_worker.render.pipeline import preview_frame
 
 W, H, FPS = 96, 160, 10
 
@@ -51,6 +53,9 @@ def test_wipe_edge_advances_evenly(tmp_path: Path, render: Callable[..., Any], k
         edges.append(end - start)
     step = size // 8
     assert edges == [k * step for k in range(9)]  # 12 (or 20) pixels every frame
+    # preview shows the same frame, mid-wipe.
+    preview = preview_frame(parse_job(transition_job(kind)), 0.6, base_dir=tmp_path)
+    assert np.abs(np.asarray(preview).astype(int) - out.frames[6]).mean() < 3
 
 
 SLIDES = {
