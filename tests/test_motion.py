@@ -177,3 +177,29 @@ def distance_kept(frames: list[np.ndarray]) -> bool:
     """A pan keeps the marks' distance (the picture is enlarged by 1.2 throughout)."""
     distances = [mark_distance(f) for f in frames]
     return bool(np.allclose(distances, 40 * 1.2, atol=0.3))
+
+
+def test_pan_on_a_rotated_phone_video(tmp_path: Path, render: Callable[..., Any]) -> None:
+    # Filmed upright on a phone (stored turned), red in the top-left quarter as seen.
+    from examples.samples import make_clip
+
+    make_clip(
+        tmp_path / "phone.mp4",
+        width=W,
+        height=H,
+        fps=FPS,
+        seconds=1.0,
+        rotation=90,
+        marker=True,
+        audio_hz=None,
+    )
+    clip = {"uri": "phone.mp4", "motion": {"type": "pan_right", "scale": 2.0}}
+    _, out = render(job_dict([clip]))
+    red = [
+        float(((f[..., 0] > 150) & (f[..., 2] < 100)).mean()) for f in out.frames
+    ]  # fraction of the frame that is red
+    # A window half as wide travels from the left half to the right half: at first the red
+    # quarter fills the top half of the frame, then it slides out to the left.
+    assert red[0] == pytest.approx(0.5, abs=0.03)
+    assert red[-1] < 0.1
+    assert (np.diff(red) < 0).all()

@@ -235,3 +235,22 @@ def test_svg_with_an_embedded_picture_is_drawn(tmp_path: Path, render: Callable[
     green = (frame[..., 1] > 150) & (frame[..., 0] < 100)
     rows, cols = np.nonzero(green)
     assert (cols.min(), cols.max()) == (24, 71) and (rows.min(), rows.max()) == (56, 103)
+
+
+def test_webp_with_alpha_like_png(tmp_path: Path, render: Callable[..., Any]) -> None:
+    black_clip(tmp_path)
+    with Image.open(logo_png(tmp_path / "logo.png")) as png:
+        png.save(tmp_path / "logo.webp", lossless=True)
+    _, out = render(overlay_job({"uri": "logo.webp", "x": 0.25, "y": 0.25, "anchor": "top-left"}))
+    frame = luma(out.frames[2])
+    assert frame[44:56, 26:42].mean() == pytest.approx(128, abs=10)
+    assert frame[44:56, 46:62].mean() > 240
+
+
+def test_overlay_count_limit(tmp_path: Path) -> None:
+    black_clip(tmp_path)
+    logo_png(tmp_path / "logo.png")
+    job = parse_job(job_dict([{"uri": "black.mp4"}], overlays=[{"uri": "logo.png"}] * 3))
+    with pytest.raises(GpuWorkerError) as caught:
+        prepare(job, PipelineInputs(tmp_path), Limits(max_overlays=2))
+    assert caught.value.code == "limit_exceeded"
