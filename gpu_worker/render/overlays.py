@@ -24,7 +24,6 @@ from PIL import Image, ImageOps
 
 from gpu_worker.errors import (
     InputForbidden,
-    InputNotFound,
     InputUnreadable,
     InvalidJob,
     LimitExceeded,
@@ -34,6 +33,7 @@ from gpu_worker.job import Job, Overlay
 from gpu_worker.limits import Limits
 from gpu_worker.render import fonts
 from gpu_worker.render.composite import to_yuv_sprite
+from gpu_worker.render.files import stat_input
 from gpu_worker.render.layers import SpriteLayer
 
 RASTER_FORMATS = {"PNG", "JPEG", "WEBP"}
@@ -56,25 +56,25 @@ class Picture:
 
 def _head(path: Path, label: str, limits: Limits) -> bytes:
     """The first bytes of a checked input file (exists, regular, not empty, not too big)."""
+    stat = stat_input(path, label)
+    if not path.is_file():
+        raise UnsupportedInput(f"{label}: not a regular file")
+    if stat.st_size == 0:
+        raise InputUnreadable(f"{label}: the file is empty (0 bytes)")
+    if stat.st_size > limits.max_input_bytes:
+        raise LimitExceeded(
+            f"{label}: {stat.st_size} bytes is over the limit of {limits.max_input_bytes} bytes"
+        )
     try:
-        size = path.stat().st_size
-        if not path.is_file():
-            raise UnsupportedInput(f"{label}: not a regular file")
-        if size == 0:
-            raise InputUnreadable(f"{label}: the file is empty (0 bytes)")
-        if size > limits.max_input_bytes:
-            raise LimitExceeded(
-                f"{label}: {size} bytes is over the limit of {limits.max_input_bytes} bytes"
-            )
         with path.open("rb") as handle:
             head = handle.read(4096)
-        if is_svg(head) and size > SVG_MAX_BYTES:
-            raise LimitExceeded(f"{label}: an SVG of {size} bytes; the limit is {SVG_MAX_BYTES}")
-        return head
-    except FileNotFoundError as exc:
-        raise InputNotFound(f"{label}: no such file") from exc
     except OSError as exc:
         raise InputUnreadable(f"{label}: cannot be read ({exc.strerror})") from exc
+    if is_svg(head) and stat.st_size > SVG_MAX_BYTES:
+        raise LimitExceeded(
+            f"{label}: an SVG of {stat.st_size} bytes; the limit is {SVG_MAX_BYTES}"
+        )
+    return head
 
 
 def is_svg(data: bytes) -> bool:
