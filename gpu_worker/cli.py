@@ -67,14 +67,24 @@ def _local_inputs_only(job: Any) -> None:
             )
 
 
-def _output_for(job: Any, base_dir: Path, override: str | None) -> Path:
+def _outputs_for(job: Any, base_dir: Path, override: str | None) -> list[Path]:
+    """Where each rendition goes: ``-o`` for a one-output job, or the outputs' local uris."""
+    if job.outputs is None and override:
+        return [Path(override)]
     if override:
-        return Path(override)
-    uri = job.output.uri
-    if uri.startswith("s3://") or "://" in uri:
-        raise InvalidJob(f"output.uri {uri} is not a local path: pass -o OUT.mp4")
-    path = Path(uri)
-    return (path if path.is_absolute() else base_dir / path).resolve()
+        raise InvalidJob(
+            f"-o names one file; this job has {len(job.outputs)} outputs: their uris say where"
+        )
+    paths = []
+    for i, rendition in enumerate(job.renditions):
+        label = "output.uri" if job.outputs is None else f"outputs[{i}].uri"
+        uri = rendition.uri
+        if uri.startswith("s3://") or "://" in uri:
+            hint = ": pass -o OUT.mp4" if job.outputs is None else ""
+            raise InvalidJob(f"{label} {uri} is not a local path{hint}")
+        path = Path(uri)
+        paths.append((path if path.is_absolute() else base_dir / path).resolve())
+    return paths
 
 
 class _Progress:
@@ -120,7 +130,8 @@ def cmd_render(args: argparse.Namespace) -> int:
 
     job, base_dir = _job_and_dir(args.job)
     _local_inputs_only(job)
-    output = _output_for(job, base_dir, args.output)
+    paths = _outputs_for(job, base_dir, args.output)
+    where = {"output": paths[0]} if job.outputs is None else {"outputs": paths}
     telemetry = setup_telemetry()
     if args.trace_file:
         telemetry.add_span_exporter(JsonLinesSpanExporter(args.trace_file))
@@ -132,7 +143,7 @@ def cmd_render(args: argparse.Namespace) -> int:
             jt.worker_kind = encoder.kind
             common: dict[str, Any] = {
                 "base_dir": base_dir,
-                "output": output,
+                **where,
                 "progress": progress,
                 "clock": jt.clock,
                 "limits": settings.limits,
@@ -149,15 +160,20 @@ def cmd_render(args: argparse.Namespace) -> int:
         progress.close()
         telemetry.shutdown()
     seconds = time.perf_counter() - started
-    print(f"{result.output}")
+    for done in result.all:
+        print(f"{done.output}")
     if not args.quiet:
-        print(
-            f"duration {result.duration:.2f} s, {result.frames} frames "
-            f"{result.width}x{result.height}@{result.fps}, encoder {result.encoder}, "
-            f"rendered in {seconds:.2f} s ({result.duration / seconds:.2f}x real time)"
-        )
-        if result.poster:
-            print(f"poster {result.poster}")
+        took = f"rendered in {seconds:.2f} s ({result.duration / seconds:.2f}x real time)"
+        for done in result.all:
+            print(
+                f"duration {done.duration:.2f} s, {done.frames} frames "
+                f"{done.width}x{done.height}@{done.fps}, encoder {done.encoder}"
+                + ("" if result.renditions else f", {took}")
+            )
+            if done.poster:
+                print(f"poster {done.poster}")
+        if result.renditions:
+            print(took)
         if args.trace_file:
             print(f"trace {args.trace_file} (trace id {jt.trace_id})")
     return EXIT_OK

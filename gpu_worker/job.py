@@ -17,6 +17,7 @@ from pydantic import (
     ConfigDict,
     Field,
     ValidationError,
+    ValidationInfo,
     field_validator,
     model_validator,
 )
@@ -25,6 +26,7 @@ from gpu_worker.errors import InvalidJob
 
 _COLOR = re.compile(r"^#(?:[0-9A-Fa-f]{6}|[0-9A-Fa-f]{8})$")
 METADATA_MAX_BYTES = 4096
+MAX_RENDITIONS = 8
 JOB_ID_PATTERN = r"^[A-Za-z0-9_.-]{1,128}$"  # also what a message's job id must look like
 
 
@@ -252,12 +254,36 @@ class Overlay(_Model):
         return self
 
 
+class Duck(_Model):
+    """Lower the music while a clip with sound (``volume`` above 0) plays."""
+
+    db: float = Field(-12.0, ge=-60, lt=0, description="how far the music goes down, dB")
+    attack: float = Field(0.3, ge=0, le=10, description="seconds to go down")
+    release: float = Field(0.5, ge=0, le=10, description="seconds to come back up")
+
+
 class Audio(_Model):
-    uri: str = Field(min_length=1)
+    """The music (``uri``) and what is done to the whole soundtrack (``loudness``)."""
+
+    uri: str | None = Field(None, min_length=1, description="the music; omit for none")
     volume: float = Field(1.0, ge=0, le=4)
     fade_in: Seconds = 0.0
     fade_out: Seconds = 0.0
     loop: bool = True
+    loudness: float | None = Field(
+        None,
+        ge=-40,
+        le=-5,
+        description="normalise the final mix to this integrated loudness (LUFS, BS.1770), "
+        "true peak at or below -1 dBTP",
+    )
+    duck: Duck | None = Field(None, description="lower the music while a clip speaks")
+
+    @model_validator(mode="after")
+    def _check(self) -> Audio:
+        if self.duck is not None and self.uri is None:
+            raise ValueError("duck lowers the music: give the music's uri")
+        return self
 
 
 class InputRef(NamedTuple):
@@ -274,7 +300,14 @@ class Job(_Model):
 
     version: Literal[1]
     job_id: str = Field(pattern=JOB_ID_PATTERN)
-    output: Output
+    output: Output | None = Field(None, description="the video to write; or give outputs")
+    outputs: list[Output] | None = Field(
+        None,
+        min_length=1,
+        max_length=MAX_RENDITIONS,
+        description="several renditions (sizes, frame rates) of the same video from one job; "
+        "instead of output",
+    )
     clips: list[Clip] = Field(min_length=1)
     overlays: list[Overlay] = Field(
         default_factory=list, description="images over the clips, under the texts, in order"
@@ -291,10 +324,40 @@ class Job(_Model):
             raise ValueError(f"is {size} bytes as JSON; at most {METADATA_MAX_BYTES}")
         return value
 
+    @field_validator("outputs")
+    @classmethod
+    def _distinct(cls, value: list[Output] | None, info: ValidationInfo) -> list[Output] | None:
+        if value is None:
+            return value
+        if info.data.get("output") is not None:
+            raise ValueError("give output or outputs, not both")
+        seen: dict[str, int] = {}
+        for i, rendition in enumerate(value):
+            names = [rendition.uri]
+            if rendition.poster:
+                names.append(f"{rendition.uri.rpartition('.')[0] or rendition.uri}.jpg")
+            for name in names:
+                if name in seen and seen[name] != i:
+                    raise ValueError(f"outputs[{i}] and outputs[{seen[name]}] both write {name}")
+                seen[name] = i
+        return value
+
+    @property
+    def renditions(self) -> list[Output]:
+        """Every video the job writes: ``outputs``, or the one ``output``."""
+        if self.outputs is not None:
+            return list(self.outputs)
+        assert self.output is not None  # the validator makes sure of one or the other
+        return [self.output]
+
+    def for_output(self, output: Output) -> Job:
+        """This job writing only ``output`` (one rendition of a job with several)."""
+        return self.model_copy(update={"output": output, "outputs": None})
+
     def inputs(self) -> list[InputRef]:
         """Every file the job reads, in job order, each URI once (its first mention)."""
         named = [InputRef(clip.uri, f"clips[{i}]") for i, clip in enumerate(self.clips)]
-        if self.audio is not None:
+        if self.audio is not None and self.audio.uri is not None:
             named.append(InputRef(self.audio.uri, "audio"))
         named += [InputRef(o.uri, f"overlays[{i}]") for i, o in enumerate(self.overlays)]
         named += [
@@ -309,6 +372,8 @@ class Job(_Model):
 
     @model_validator(mode="after")
     def _first_clip_has_no_transition(self) -> Job:
+        if self.output is None and self.outputs is None:
+            raise ValueError("give output (one video) or outputs (several renditions)")
         first = self.clips[0].transition
         if first.type.overlaps:
             raise ValueError(f"clips[0] cannot {first.type.value}: there is no clip before it")

@@ -1,13 +1,16 @@
-"""The soundtrack: music trimmed or looped to the video with volume and fades, mixed with
-clip audio whose volume is above 0, as 48 kHz stereo AAC. The output always has audio.
+"""The soundtrack: music trimmed or looped to the video with volume and fades (and ducked
+while clips speak), mixed with clip audio whose volume is above 0, as 48 kHz stereo AAC. The
+output always has audio.
 
 The mix is made block by block as the video is encoded, each source decoded as a stream:
-memory does not grow with the length of the video.
+memory does not grow with the length of the video. Loudness normalisation measures the whole
+mix first (a cheap pass over the sound only), then mixes it again with the gain that reaches
+the target and a true-peak limiter.
 """
 
 from __future__ import annotations
 
-from collections.abc import Generator, Iterator
+from collections.abc import Callable, Generator, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -18,6 +21,7 @@ from numpy.typing import NDArray
 from gpu_worker.job import TransitionType
 from gpu_worker.limits import Limits
 from gpu_worker.render.limiter import Limiter
+from gpu_worker.render.loudness import gain_to, integrated_loudness
 from gpu_worker.render.media import av_error, open_input
 from gpu_worker.render.timeline import Placement
 
@@ -26,6 +30,7 @@ CHANNELS = 2
 AAC_FRAME = 1024
 BLOCK = 48 * AAC_FRAME  # about one second of sound mixed at a time
 F32 = NDArray[np.float32]
+TRUE_PEAK_CEILING_DB = -1.5  # normalised mixes: -1 dBTP with room for the AAC encoder
 
 
 def _decoded(path: Path, label: str, start: float, limits: Limits) -> Generator[F32, None, None]:
@@ -148,19 +153,40 @@ class Source:
     fade_in: int
     fade_out: int
     loop: bool = False
+    envelope: Callable[[NDArray[np.int64]], F32] | None = None  # gains by output sample
     reader: _Reader | None = None
 
 
 class Mixer:
-    """The soundtrack of a video of ``total`` samples, produced block by block."""
+    """The soundtrack of a video of ``total`` samples, produced block by block; with
+    ``loudness``, normalised to that integrated loudness (LUFS)."""
 
-    def __init__(self, total: int, sources: list[Source], limits: Limits) -> None:
+    def __init__(
+        self, total: int, sources: list[Source], limits: Limits, loudness: float | None = None
+    ) -> None:
         self.total = total
         self.sources = [s for s in sources if s.gain > 0 and s.length > 0]
         self.limits = limits
+        self.loudness = loudness
 
     def blocks(self) -> Iterator[F32]:
-        limiter = Limiter(RATE)
+        if self.loudness is None:
+            yield from self._mixed(1.0, Limiter(RATE))
+            return
+        target = self.loudness
+        gain = gain_to(target, integrated_loudness(self._mixed(1.0, None), RATE))
+        # The limiter takes a little off loud mixes: measure once more and make up for it.
+        limited = integrated_loudness(self._mixed(gain, self._true_peak_limiter()), RATE)
+        if limited is not None and abs(target - limited) > 0.2:
+            gain *= gain_to(target, limited)
+        yield from self._mixed(gain, self._true_peak_limiter())
+
+    @staticmethod
+    def _true_peak_limiter() -> Limiter:
+        return Limiter(RATE, threshold_db=TRUE_PEAK_CEILING_DB, true_peak=True)
+
+    def _mixed(self, gain: float, limiter: Limiter | None) -> Iterator[F32]:
+        """One pass over the sources: the mix times ``gain``, through ``limiter``."""
         try:
             for b0 in range(0, self.total, BLOCK):
                 b1 = min(self.total, b0 + BLOCK)
@@ -179,8 +205,12 @@ class Mixer:
                     samples = source.reader.read(hi - lo)
                     local = np.arange(lo - source.at, hi - source.at)
                     gains = ramp_at(local, source.length, source.fade_in, source.fade_out)
+                    if source.envelope is not None:
+                        gains *= source.envelope(np.arange(lo, hi))
                     mix[:, lo - b0 : hi - b0] += samples * (gains * source.gain)
-                yield limiter(mix)
+                if gain != 1.0:
+                    mix *= np.float32(gain)
+                yield limiter(mix) if limiter is not None else mix
         finally:
             for source in self.sources:
                 if source.reader is not None:

@@ -197,7 +197,10 @@ def decode_threads() -> int:
 
 
 class ClipReader:
-    """Frames of one clip, fitted to the output, at the local times asked for."""
+    """Frames of one clip, fitted to the output, at the local times asked for.
+
+    ``also`` names more output sizes (renditions): each decoded frame is then fitted once per
+    size, so a job writing several formats decodes its inputs once."""
 
     def __init__(
         self,
@@ -209,6 +212,7 @@ class ClipReader:
         threads: int | None = None,
         start_at: float = 0.0,
         decoder: str = "auto",
+        also: Sequence[tuple[int, int]] = (),
     ) -> None:
         assert info.video is not None
         self.clip = clip
@@ -220,7 +224,8 @@ class ClipReader:
         self.stream.thread_type = "AUTO"
         self.stream.codec_context.thread_count = threads or decode_threads()
         self.width, self.height = width, height
-        self.fitter: _Fitter | None = None
+        self.sizes = [(width, height), *also]
+        self.fitters: list[_Fitter] = []
         try:
             self.decoder = self._hardware_decoder(info, clip.fit, width, height, decoder)
         except BaseException:
@@ -230,7 +235,7 @@ class ClipReader:
         self._origin = self._stream_origin()
         self._decoded: Generator[av.VideoFrame, None, None] = self._decode()
         self._current: av.VideoFrame | None = None
-        self._current_fitted: av.VideoFrame | None = None
+        self._current_fitted: list[av.VideoFrame] | None = None
         self._next: av.VideoFrame | None = None
         self._exhausted = False
 
@@ -247,6 +252,8 @@ class ClipReader:
         options, _, _ = cuvid_options(
             fit, info.video.rotation, info.video.width, info.video.height, width, height
         )
+        if len(self.sizes) > 1:  # several sizes: NVDEC decodes whole, the filters fit each
+            options = {}
         try:
             ctx = av.CodecContext.create(choice.name, "r")
             assert isinstance(ctx, av.video.codeccontext.VideoCodecContext)
@@ -313,7 +320,11 @@ class ClipReader:
         return float(frame.pts * self.stream.time_base)
 
     def frame_at(self, local_time: float) -> av.VideoFrame:
-        """The fitted frame a viewer sees ``local_time`` seconds into the clip.
+        """The fitted frame (of the first size) at ``local_time``; see :meth:`frames_at`."""
+        return self.frames_at(local_time)[0]
+
+    def frames_at(self, local_time: float) -> list[av.VideoFrame]:
+        """The frame a viewer sees ``local_time`` seconds into the clip, fitted to each size.
 
         Times must not decrease between calls. The shown frame is the last one whose
         timestamp is not after the target; before the first frame, the first frame; after
@@ -332,17 +343,20 @@ class ClipReader:
         if self._current_fitted is None:
             with self.times.scale:
                 try:
-                    if self.fitter is None:
+                    if not self.fitters:
                         assert self.info.video is not None
-                        self.fitter = _Fitter(
-                            self._current,
-                            self.stream.time_base,
-                            self.info.video.rotation,
-                            self.clip.fit,
-                            self.width,
-                            self.height,
-                        )
-                    self._current_fitted = self.fitter(self._current)
+                        self.fitters = [
+                            _Fitter(
+                                self._current,
+                                self.stream.time_base,
+                                self.info.video.rotation,
+                                self.clip.fit,
+                                width,
+                                height,
+                            )
+                            for width, height in self.sizes
+                        ]
+                    self._current_fitted = [fit(self._current) for fit in self.fitters]
                 except av.error.FFmpegError as exc:
                     raise av_error(self.label, exc) from exc
         return self._current_fitted
@@ -351,7 +365,7 @@ class ClipReader:
         """Free the decoder, the filter graph and held frames (safe to call twice)."""
         self._decoded.close()
         self._current = self._next = self._current_fitted = None
-        self.fitter = None
+        self.fitters = []
         self.decoder = None
         self.container.close()
 
@@ -366,6 +380,8 @@ class FrameSource(Protocol):
     times: ClipTimes
 
     def frame_at(self, local_time: float) -> av.VideoFrame: ...
+
+    def frames_at(self, local_time: float) -> list[av.VideoFrame]: ...
 
     def close(self) -> None: ...
 
@@ -390,7 +406,7 @@ class Prefetcher:
     def _run(self, times: list[float]) -> None:
         try:
             for t in times:
-                frame = self.reader.frame_at(t)
+                frame = self.reader.frames_at(t)
                 while not self._stop.is_set():
                     try:
                         self._queue.put(frame, timeout=0.1)
@@ -407,13 +423,17 @@ class Prefetcher:
             self._queue.put(exc)
 
     def next(self) -> av.VideoFrame:
-        """The fitted frame for the next time in ``times``."""
+        """The fitted frame for the next time in ``times`` (of the first size)."""
+        return self.next_all()[0]
+
+    def next_all(self) -> list[av.VideoFrame]:
+        """The fitted frames for the next time in ``times``, one per size."""
         item = self._queue.get()
         if isinstance(item, BaseException):
             raise item
         if item is _DONE:
             raise RuntimeError("more frames asked of a clip than were planned")
-        assert isinstance(item, av.VideoFrame)
+        assert isinstance(item, list)
         return item
 
     def close(self) -> None:

@@ -6,6 +6,10 @@ a quadratic soft knee around the threshold, exactly down to the threshold above 
 recover at :data:`RELEASE_DB_PER_SECOND`. Inside a window the gain moves linearly between the
 lower of its own and its neighbour's gain at each edge, so it never exceeds what the window's
 peak allows (no overshoot) and never jumps (no clicks). State carries over from block to block.
+
+With ``true_peak`` the peaks are those of the signal oversampled 4 times (the peaks between
+samples that a DAC or a lossy encoder produces, as BS.1770 measures them), for a ceiling in
+dBTP rather than in sample peaks.
 """
 
 from __future__ import annotations
@@ -23,10 +27,47 @@ RELEASE_DB_PER_SECOND = 20.0
 WINDOW = 480  # samples: 10 ms at 48 kHz
 
 
-def knee_gain_db(peak_db: float | NDArray[np.float64]) -> NDArray[np.float64]:
+OVERSAMPLE = 4
+_HALF_TAPS = 24  # the interpolator spans 12 input samples
+
+
+def _interpolator() -> NDArray[np.float64]:
+    """A Kaiser-windowed sinc low-pass for 4 times oversampling (unity gain per phase)."""
+    n = 2 * _HALF_TAPS + 1
+    t = (np.arange(n) - _HALF_TAPS) / OVERSAMPLE
+    taps = np.sinc(t) * np.kaiser(n, 8.0)
+    return np.asarray(taps * OVERSAMPLE / taps.sum(), np.float64)
+
+
+class TruePeak:
+    """Per-sample true-peak magnitudes of a stream of (channels, n) blocks: the largest
+    oversampled value between each sample and the next."""
+
+    def __init__(self, channels: int = 2) -> None:
+        self.taps = _interpolator()
+        self.history = np.zeros((channels, _HALF_TAPS // OVERSAMPLE * 2), np.float32)
+
+    def __call__(self, block: F32) -> F32:
+        keep = self.history.shape[1]
+        signal = np.concatenate([self.history, block], axis=1)
+        count = signal.shape[1]
+        peaks = np.abs(block).astype(np.float32)
+        for c in range(signal.shape[0]):
+            stuffed = np.zeros(count * OVERSAMPLE)
+            stuffed[::OVERSAMPLE] = signal[c]
+            smooth = np.convolve(stuffed, self.taps)[_HALF_TAPS : _HALF_TAPS + count * OVERSAMPLE]
+            between = np.abs(smooth).reshape(count, OVERSAMPLE).max(axis=1)[keep:]
+            np.maximum(peaks[c], between.astype(np.float32), out=peaks[c])
+        self.history = signal[:, -keep:]
+        return peaks
+
+
+def knee_gain_db(
+    peak_db: float | NDArray[np.float64], threshold_db: float = THRESHOLD_DB
+) -> NDArray[np.float64]:
     """Gain (dB, ≤ 0) for a window whose peak is ``peak_db`` dBFS: 0 below the knee, the
     quadratic knee within it, and down to exactly the threshold above it."""
-    over = np.asarray(peak_db, np.float64) - THRESHOLD_DB
+    over = np.asarray(peak_db, np.float64) - threshold_db
     half = KNEE_DB / 2
     in_knee = -((over + half) ** 2) / (2 * KNEE_DB)
     return np.where(over <= -half, 0.0, np.where(over >= half, -over, in_knee))
@@ -35,10 +76,14 @@ def knee_gain_db(peak_db: float | NDArray[np.float64]) -> NDArray[np.float64]:
 class Limiter:
     """Limits a stream of (channels, n) float blocks; one instance per soundtrack."""
 
-    def __init__(self, rate: int = 48_000) -> None:
+    def __init__(
+        self, rate: int = 48_000, threshold_db: float = THRESHOLD_DB, true_peak: bool = False
+    ) -> None:
         self.gain = 1.0  # the gain the previous block ended with
         windows_per_second = rate / WINDOW
         self.release = 10 ** (RELEASE_DB_PER_SECOND / windows_per_second / 20)
+        self.threshold_db = threshold_db
+        self.true_peak = TruePeak() if true_peak else None
 
     def __call__(self, block: F32) -> F32:
         """``block`` limited in place (and returned)."""
@@ -47,13 +92,13 @@ class Limiter:
             return block
         count = math.ceil(n / WINDOW)
         padded = np.zeros((block.shape[0], count * WINDOW), np.float32)
-        padded[:, :n] = np.abs(block)
+        padded[:, :n] = np.abs(block) if self.true_peak is None else self.true_peak(block)
         peaks = padded.reshape(block.shape[0], count, WINDOW).max(axis=(0, 2))
-        if peaks.max() <= 10 ** ((THRESHOLD_DB - KNEE_DB / 2) / 20) and self.gain >= 1.0:
+        if peaks.max() <= 10 ** ((self.threshold_db - KNEE_DB / 2) / 20) and self.gain >= 1.0:
             return block  # the common case: nothing near full scale, nothing to do
         with np.errstate(divide="ignore"):
             peak_db = 20 * np.log10(np.maximum(peaks, 1e-9))
-        wanted = 10 ** (knee_gain_db(peak_db) / 20)
+        wanted = 10 ** (knee_gain_db(peak_db, self.threshold_db) / 20)
         gains = np.empty(count)
         level = self.gain
         for i, want in enumerate(wanted):  # instant attack, steady release

@@ -154,19 +154,27 @@ class MotionSampler:
 
 class MotionReader:
     """A clip reader (fitting to the base size) whose frames follow the clip's motion; it
-    reads like the :class:`~gpu_worker.render.clips.ClipReader` it wraps."""
+    reads like the :class:`~gpu_worker.render.clips.ClipReader` it wraps. With several
+    output sizes (renditions), one sampler per size, in the reader's order of sizes."""
 
-    def __init__(self, reader: FrameSource, sampler: MotionSampler) -> None:
+    def __init__(self, reader: FrameSource, *samplers: MotionSampler) -> None:
         self.reader = reader
-        self.sampler = sampler
+        self.samplers = samplers
         self.label = reader.label
         self.times = reader.times
 
     def frame_at(self, local_time: float) -> av.VideoFrame:
-        base = self.reader.frame_at(local_time)
+        return self.frames_at(local_time)[0]
+
+    def frames_at(self, local_time: float) -> list[av.VideoFrame]:
+        bases = self.reader.frames_at(local_time)
         with self.times.scale:
-            return self.sampler(base, local_time)
+            return [
+                sampler(base, local_time)
+                for sampler, base in zip(self.samplers, bases, strict=True)
+            ]
 
     def close(self) -> None:
-        self.sampler.release()
+        for sampler in self.samplers:
+            sampler.release()
         self.reader.close()

@@ -298,8 +298,9 @@ def overlay_layers(
     job: Job, resolve: Callable[[str, str], Path], limits: Limits, duration: float
 ) -> list[SpriteLayer]:
     """Every overlay of the job drawn and converted once, ready to blend; ``resolve`` turns
-    (uri, label) into a local path, ``duration`` is the video's."""
-    width, height = job.output.width, job.output.height
+    (uri, label) into a local path, ``duration`` is the video's. Drawn for the job's first
+    output: a rendition is drawn from the job made for it (:meth:`Job.for_output`)."""
+    width, height = job.renditions[0].width, job.renditions[0].height
     layers: list[SpriteLayer] = []
     for i, spec in enumerate(job.overlays):
         label = f"overlays[{i}]"

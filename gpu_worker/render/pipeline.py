@@ -1,6 +1,10 @@
 """A job in, a finished MP4 out: probing inputs, laying out the timeline, drawing texts once,
 then decode → composite → encode frame by frame, with the soundtrack muxed alongside.
 
+A job with several ``outputs`` (renditions) probes and decodes its inputs once: each decoded
+frame is fitted to every rendition's size, composed with that rendition's own sprites and
+encoded by its own encoder, each in its own thread (on a GPU, parallel NVENC sessions).
+
 The output is written under a temporary name and moved into place only when complete, so a
 failed render never leaves a file that looks finished. Nothing here knows about AWS: inputs
 arrive as local paths (the queue worker downloads ``s3://`` inputs and passes them in).
@@ -8,11 +12,15 @@ arrive as local paths (the queue worker downloads ``s3://`` inputs and passes th
 
 from __future__ import annotations
 
+import contextlib
 import ctypes
+import dataclasses
 import gc
 import logging
 import math
 import os
+import queue
+import threading
 import uuid
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
@@ -31,7 +39,7 @@ from gpu_worker.errors import (
     LimitExceeded,
     UnsupportedInput,
 )
-from gpu_worker.job import Job, TransitionType
+from gpu_worker.job import Job, Output, TransitionType
 from gpu_worker.limits import Limits
 from gpu_worker.render import audio as soundtrack
 from gpu_worker.render import fonts, transitions
@@ -51,6 +59,7 @@ from gpu_worker.render.encoder import (
     encoder_options,
 )
 from gpu_worker.render.layers import Drawable, SpriteLayer
+from gpu_worker.render.loudness import Ducking
 from gpu_worker.render.media import MediaInfo, probe
 from gpu_worker.render.motion import MotionReader, MotionSampler, base_size
 from gpu_worker.render.overlays import overlay_layers
@@ -86,6 +95,12 @@ class RenderResult:
     size_bytes: int
     input_bytes: int
     timings: dict[str, float] = field(default_factory=dict)
+    renditions: tuple[RenderResult, ...] = ()  # a job with ``outputs``: every one, in order
+
+    @property
+    def all(self) -> tuple[RenderResult, ...]:
+        """Every video written: the renditions, or this one."""
+        return self.renditions or (self,)
 
 
 class Inputs:
@@ -130,40 +145,58 @@ class Composition:
         return [*self.overlays, *self.texts]
 
     @property
+    def output(self) -> Output:
+        return self.job.renditions[0]
+
+    @property
     def width(self) -> int:
-        return self.job.output.width
+        return self.output.width
 
     @property
     def height(self) -> int:
-        return self.job.output.height
+        return self.output.height
 
     @property
     def fps(self) -> int:
-        return self.job.output.fps
+        return self.output.fps
 
     def time_of(self, n: int) -> float:
         return n / self.fps
 
-    def open_reader(self, index: int, start_at: float = 0.0) -> FrameSource:
+    def open_reader(
+        self, index: int, start_at: float = 0.0, also: Sequence[Composition] = ()
+    ) -> FrameSource:
         """A reader of clip ``index``'s fitted frames; with a motion, fitted to the motion's
-        base size and resampled along it for each output frame."""
+        base size and resampled along it for each output frame. ``also``: more renditions,
+        whose frames come from the same decode (``frames_at``, in this order after ours)."""
         clip, info = self.job.clips[index], self.clips[index]
-        width, height = self.width, self.height
+        comps = [self, *also]
+        sizes = [(c.width, c.height) for c in comps]
         if clip.motion is not None:
             assert info.video is not None
             src_w, src_h = info.video.width, info.video.height
             if info.video.rotation in (90, 270):
                 src_w, src_h = src_h, src_w
-            width, height = base_size(clip.fit, clip.motion.scale, src_w, src_h, width, height)
+            scale = clip.motion.scale
+            sizes = [base_size(clip.fit, scale, src_w, src_h, w, h) for w, h in sizes]
+        (width, height), *more = sizes
         reader = ClipReader(
-            clip, info, width, height, self.limits, start_at=start_at, decoder=self.decoder
+            clip,
+            info,
+            width,
+            height,
+            self.limits,
+            start_at=start_at,
+            decoder=self.decoder,
+            also=more,
         )
         if clip.motion is None:
             return reader
         length = self.placements[index].length
-        quality = self.job.output.quality
-        sampler = MotionSampler(clip.motion, length, self.width, self.height, quality)
-        return MotionReader(reader, sampler)
+        samplers = [
+            MotionSampler(clip.motion, length, c.width, c.height, c.output.quality) for c in comps
+        ]
+        return MotionReader(reader, *samplers)
 
     def compose(
         self,
@@ -218,7 +251,16 @@ class Composition:
 def prepare(
     job: Job, inputs: Inputs, limits: Limits | None = None, clock: StageClock | None = None
 ) -> Composition:
-    """Probe every input, lay out the timeline and draw the texts (once per job)."""
+    """Probe every input, lay out the timeline and draw the texts (once per job); for a job
+    with several outputs, its first rendition."""
+    return prepare_renditions(job, inputs, limits, clock)[0]
+
+
+def prepare_renditions(
+    job: Job, inputs: Inputs, limits: Limits | None = None, clock: StageClock | None = None
+) -> list[Composition]:
+    """One composition per output of the job, in order: inputs probed and the timeline laid
+    out once, overlays and texts drawn for each rendition's size."""
     limits = limits or Limits()
     clock = clock or StageClock()
     if len(job.clips) > limits.max_clips:
@@ -240,7 +282,7 @@ def prepare(
     with clock.stage("probe") as attrs:
         for i, clip in enumerate(job.clips):
             infos.append(probe_once(clip.uri, f"clips[{i}]"))
-        if job.audio is not None:
+        if job.audio is not None and job.audio.uri is not None:
             music = probe_once(job.audio.uri, "audio")
             if music.audio is None:
                 raise InvalidJob(f"audio: {job.audio.uri} has no audio stream")
@@ -264,8 +306,29 @@ def prepare(
         raise LimitExceeded(
             f"the video would last {duration:.1f} s; the limit is {limits.max_output_seconds:g} s"
         )
-    frames = frame_count(duration, job.output.fps)
-    duration_out = frames / job.output.fps
+    input_bytes = sum(info.size_bytes for info in probed.values())
+    views = [job] if job.outputs is None else [job.for_output(o) for o in job.renditions]
+    return [
+        _drawn(view, inputs, limits, clock, infos, placements, duration, music, input_bytes)
+        for view in views
+    ]
+
+
+def _drawn(
+    job: Job,
+    inputs: Inputs,
+    limits: Limits,
+    clock: StageClock,
+    infos: list[MediaInfo],
+    placements: list[Placement],
+    duration: float,
+    music: MediaInfo | None,
+    input_bytes: int,
+) -> Composition:
+    """The composition of a one-output ``job``: its overlays and texts drawn for its size."""
+    output = job.renditions[0]
+    frames = frame_count(duration, output.fps)
+    duration_out = frames / output.fps
     texts: list[SpriteLayer] = []
     with clock.stage("render_text") as attrs:  # every sprite: overlays, then texts
         overlays = overlay_layers(job, inputs.path, limits, duration_out)
@@ -281,7 +344,7 @@ def prepare(
                 font_file = fonts.load_font_file(
                     inputs.path(spec.font_uri, f"texts[{i}].font_uri")
                 ).path
-            sprite = render_text(spec, i, job.output.width, job.output.height, font_file)
+            sprite = render_text(spec, i, output.width, output.height, font_file)
             yuv = to_yuv_sprite(sprite.image, sprite.x, sprite.y)
             end = min(spec.end, duration_out) if spec.end is not None else duration_out
             texts.append(
@@ -292,11 +355,10 @@ def prepare(
                     end,
                     spec.animation,
                     spec.opacity,
-                    job.output.height,
+                    output.height,
                 )
             )
         attrs["texts"] = len(texts)
-    input_bytes = sum(info.size_bytes for info in probed.values())
     return Composition(
         job,
         infos,
@@ -333,7 +395,17 @@ def soundtrack_of(comp: Composition) -> soundtrack.Mixer:
                 fade_out=fade_out,
             )
         )
-    if job.audio is not None and comp.music is not None:
+    if job.audio is not None and job.audio.uri is not None and comp.music is not None:
+        duck = job.audio.duck
+        envelope = None
+        if duck is not None:  # while a clip's own sound plays
+            speaking = [(s.at, s.at + s.length) for s in sources if s.gain > 0]
+            envelope = Ducking(
+                speaking,
+                duck.db,
+                round(duck.attack * soundtrack.RATE),
+                round(duck.release * soundtrack.RATE),
+            )
         sources.append(
             soundtrack.Source(
                 comp.music.path,
@@ -345,9 +417,11 @@ def soundtrack_of(comp: Composition) -> soundtrack.Mixer:
                 fade_in=round(job.audio.fade_in * soundtrack.RATE),
                 fade_out=round(job.audio.fade_out * soundtrack.RATE),
                 loop=job.audio.loop,
+                envelope=envelope,
             )
         )
-    return soundtrack.Mixer(total, sources, comp.limits)
+    loudness = job.audio.loudness if job.audio is not None else None
+    return soundtrack.Mixer(total, sources, comp.limits, loudness=loudness)
 
 
 @cache
@@ -384,7 +458,8 @@ def render_job(
     job: Job,
     *,
     base_dir: Path,
-    output: Path,
+    output: Path | None = None,
+    outputs: Sequence[Path] | None = None,
     fetched: Mapping[str, Path] | None = None,
     limits: Limits | None = None,
     clock: StageClock | None = None,
@@ -392,121 +467,278 @@ def render_job(
     encoder: EncoderChoice | None = None,
     decoder: str = "auto",
 ) -> RenderResult:
-    """Render ``job`` to ``output`` (MP4) and, when asked, a JPEG poster beside it.
+    """Render ``job`` to ``output`` (MP4) and, when asked, a JPEG poster beside it; a job
+    with several outputs to ``outputs`` (one path per rendition, in order), its result the
+    first rendition's with every one in ``renditions``.
 
     ``encoder`` defaults to the probed choice; ``decoder`` is auto, nvdec or cpu."""
+    paths = list(outputs) if outputs is not None else [output] if output is not None else []
+    if len(paths) != len(job.renditions):
+        raise ValueError(f"{len(paths)} output paths for {len(job.renditions)} renditions")
     clock = clock or StageClock()
     inputs = Inputs(base_dir, fetched)
-    comp = prepare(job, inputs, limits, clock)
-    comp.decoder = decoder
+    comps = prepare_renditions(job, inputs, limits, clock)
+    for comp in comps:
+        comp.decoder = decoder
     enc = encoder or choose_encoder()
-    output.parent.mkdir(parents=True, exist_ok=True)
-    tmp = _temp_beside(output, ".mp4")
-    tmp_poster = _temp_beside(output, ".jpg") if job.output.poster else None
+    targets = []
+    for comp, path in zip(comps, paths, strict=True):
+        path.parent.mkdir(parents=True, exist_ok=True)
+        poster = _temp_beside(path, ".jpg") if comp.output.poster else None
+        targets.append(_Target(comp, path, _temp_beside(path, ".mp4"), poster))
+    # Renditions of one frame rate share every decoded frame; each rate decodes on its own.
+    groups: dict[int, list[_Target]] = {}
+    for target in targets:
+        groups.setdefault(target.comp.fps, []).append(target)
+    total = sum(t.comp.frames for t in targets)
+    done = 0
     try:
-        _encode(comp, enc, tmp, tmp_poster, clock, progress)
-        if tmp_poster is not None:
-            os.replace(tmp_poster, poster_path(output))
-        os.replace(tmp, output)
+        for group in groups.values():
+            step = _offset(progress, done, total, len(group)) if len(groups) > 1 else progress
+            _encode(group, enc, clock, step)
+            done += group[0].comp.frames * len(group)
+        for target in targets:
+            if target.tmp_poster is not None:
+                os.replace(target.tmp_poster, poster_path(target.path))
+            os.replace(target.tmp, target.path)
     except GpuWorkerError:
         raise
     except av.error.FFmpegError as exc:
         raise InternalError(f"encoding failed: {exc}") from exc
     finally:
-        for leftover in (tmp, tmp_poster):
-            if leftover is not None and leftover.exists():
-                leftover.unlink()
-    return RenderResult(
-        output=output,
-        poster=poster_path(output) if job.output.poster else None,
-        duration=comp.duration,
-        width=comp.width,
-        height=comp.height,
-        fps=comp.fps,
-        frames=comp.frames,
-        encoder=enc.name,
-        size_bytes=output.stat().st_size,
-        input_bytes=comp.input_bytes,
-        timings=dict(clock.totals),
-    )
+        for target in targets:
+            for leftover in (target.tmp, target.tmp_poster):
+                if leftover is not None and leftover.exists():
+                    leftover.unlink()
+    results = [
+        RenderResult(
+            output=t.path,
+            poster=poster_path(t.path) if t.comp.output.poster else None,
+            duration=t.comp.duration,
+            width=t.comp.width,
+            height=t.comp.height,
+            fps=t.comp.fps,
+            frames=t.comp.frames,
+            encoder=enc.name,
+            size_bytes=t.path.stat().st_size,
+            input_bytes=t.comp.input_bytes,
+            timings=dict(clock.totals),
+        )
+        for t in targets
+    ]
+    if job.outputs is None:
+        return results[0]
+    return dataclasses.replace(results[0], renditions=tuple(results))
 
 
-def _encode(
-    comp: Composition,
-    enc: EncoderChoice,
-    tmp: Path,
-    tmp_poster: Path | None,
-    clock: StageClock,
-    progress: Progress | None,
-) -> None:
-    fps = comp.fps
-    with av.open(str(tmp), "w", format="mp4", options={"movflags": "+faststart"}) as out:
-        vstream = add_video_stream(out, enc.name, comp.width, comp.height, fps)
-        vstream.time_base = Fraction(1, fps)
-        ctx = vstream.codec_context
-        ctx.options = encoder_options(enc.name, comp.job.output.quality, fps)
+def _offset(progress: Progress | None, done: int, total: int, width: int) -> Progress | None:
+    """Progress of one frame-rate group as part of the whole job's frames."""
+    if progress is None:
+        return None
+    return lambda n, _: progress(done + n * width, total)
+
+
+@dataclass
+class _Target:
+    """One video being written: its composition, final path and temporary files."""
+
+    comp: Composition
+    path: Path
+    tmp: Path
+    tmp_poster: Path | None
+
+
+class _Writer:
+    """Composes and encodes one rendition's frames into its MP4, interleaved with audio."""
+
+    def __init__(self, target: _Target, enc: EncoderChoice, out: av.container.OutputContainer):
+        comp = self.comp = target.comp
+        self.enc = enc
+        self.out = out
+        self.tmp_poster = target.tmp_poster
+        fps = comp.fps
+        self.vstream = add_video_stream(out, enc.name, comp.width, comp.height, fps)
+        self.vstream.time_base = Fraction(1, fps)
+        ctx = self.vstream.codec_context
+        ctx.options = encoder_options(enc.name, comp.output.quality, fps)
         ctx.color_primaries = 1  # BT.709
         ctx.color_trc = 1
         ctx.colorspace = 1
         ctx.color_range = 1  # limited ("tv")
-        astream = add_audio_stream(out, "aac", soundtrack.RATE)
-        astream.bit_rate = AUDIO_BITRATE
+        self.astream = add_audio_stream(out, "aac", soundtrack.RATE)
+        self.astream.bit_rate = AUDIO_BITRATE
+        self.poster_n = comp.poster_frame() if target.tmp_poster is not None else -1
+        self.composite = {p.index: Stopwatch() for p in comp.placements}
+        self.encode = {p.index: Stopwatch() for p in comp.placements}
+        self.audio_watch = Stopwatch()
+
+    def step(
+        self,
+        n: int,
+        fitted: Sequence[tuple[Layer, av.VideoFrame]],
+        audio: Sequence[av.AudioFrame],
+    ) -> None:
+        """Frame ``n`` from its layers' fitted frames, then the audio up to its end."""
+        top = max(layer.index for layer, _ in fitted)
+        frame = self.comp.compose(n, fitted, self.composite[top])
+        if n == self.poster_n and self.tmp_poster is not None:
+            to_rgb_image(frame).save(self.tmp_poster, format="JPEG", quality=90)
+        with self.encode[top]:
+            for packet in _encode_video(self.enc, self.vstream, frame):
+                self.out.mux(packet)
+        self.audio(audio)
+
+    def audio(self, frames: Sequence[av.AudioFrame]) -> None:
+        with self.audio_watch:
+            for audio_frame in frames:
+                for packet in self.astream.encode(audio_frame):
+                    self.out.mux(packet)
+
+    def finish(self, last: int, audio: Sequence[av.AudioFrame]) -> None:
+        """Flush the video encoder (timed against clip ``last``), the rest of the audio."""
+        with self.encode[last]:
+            for packet in _encode_video(self.enc, self.vstream, None):
+                self.out.mux(packet)
+        self.audio(audio)
+        with self.audio_watch:
+            for packet in self.astream.encode(None):
+                self.out.mux(packet)
+
+
+class _ThreadedWriter:
+    """A :class:`_Writer` in its own thread (one encoder session per rendition), fed through
+    a short queue; its failure is raised in the feeding thread."""
+
+    def __init__(self, writer: _Writer, label: str) -> None:
+        self.writer = writer
+        self._queue: queue.Queue[tuple[str, tuple[object, ...]] | None] = queue.Queue(maxsize=2)
+        self._error: BaseException | None = None
+        self._thread = threading.Thread(target=self._run, name=f"encode-{label}", daemon=True)
+        self._thread.start()
+
+    def _run(self) -> None:
+        try:
+            while (item := self._queue.get()) is not None:
+                name, args = item
+                getattr(self.writer, name)(*args)
+        except BaseException as exc:  # handed to the feeding thread
+            self._error = exc
+            while self._queue.get() is not None:  # drain until the feeder stops
+                pass
+
+    def _put(self, item: tuple[str, tuple[object, ...]] | None) -> None:
+        while True:
+            if self._error is not None:
+                raise self._error
+            try:
+                self._queue.put(item, timeout=0.1)
+                return
+            except queue.Full:
+                continue
+
+    def step(self, *args: object) -> None:
+        self._put(("step", args))
+
+    def finish(self, *args: object) -> None:
+        self._put(("finish", args))
+        self.join()
+
+    def join(self) -> None:
+        """Wait for the thread to end (stopping it if it still runs); raise its failure."""
+        if self._thread.is_alive():
+            with contextlib.suppress(Exception):
+                self._put(None)
+            self._thread.join()
+        if self._error is not None:
+            raise self._error
+
+
+def _copy_audio(frame: av.AudioFrame) -> av.AudioFrame:
+    """An audio frame of its own for another rendition's encoder."""
+    copy = av.AudioFrame.from_ndarray(frame.to_ndarray(), format="fltp", layout="stereo")
+    copy.sample_rate = frame.sample_rate
+    copy.pts = frame.pts
+    return copy
+
+
+def _encode(
+    targets: Sequence[_Target],
+    enc: EncoderChoice,
+    clock: StageClock,
+    progress: Progress | None,
+) -> None:
+    """Write ``targets`` (renditions of one frame rate) from one decode of every clip."""
+    comp = targets[0].comp
+    fps = comp.fps
+    with contextlib.ExitStack() as stack:
+        writers = [
+            _Writer(
+                t,
+                enc,
+                stack.enter_context(
+                    av.open(str(t.tmp), "w", format="mp4", options={"movflags": "+faststart"})
+                ),
+            )
+            for t in targets
+        ]
+        feeds: list[_Writer | _ThreadedWriter] = list(writers)
+        if len(writers) > 1:
+            feeds = [_ThreadedWriter(w, f"{w.comp.width}x{w.comp.height}") for w in writers]
         audio_frames = soundtrack_of(comp).frames()
-        audio_watch = Stopwatch()
         pending_audio: av.AudioFrame | None = next(audio_frames, None)
-        poster_n = comp.poster_frame() if tmp_poster is not None else -1
+
+        def audio_until(horizon: float) -> list[av.AudioFrame]:
+            nonlocal pending_audio
+            taken = []
+            while pending_audio is not None and (pending_audio.pts or 0) < horizon:
+                taken.append(pending_audio)
+                pending_audio = next(audio_frames, None)
+            return taken
+
+        def copies(frames: list[av.AudioFrame], i: int) -> list[av.AudioFrame]:
+            return frames if i == 0 else [_copy_audio(f) for f in frames]
 
         plan = [layers_at(comp.placements, comp.time_of(n)) for n in range(comp.frames)]
         wanted: dict[int, list[float]] = {p.index: [] for p in comp.placements}
         for layers in plan:
             for layer in layers:
                 wanted[layer.index].append(layer.local_time)
+        others = [t.comp for t in targets[1:]]
+
+        def open_prefetcher(index: int) -> Prefetcher:
+            return Prefetcher(comp.open_reader(index, also=others), wanted[index])
+
         readers: dict[int, Prefetcher] = {}
-        composite = {p.index: Stopwatch() for p in comp.placements}
-        encode = {p.index: Stopwatch() for p in comp.placements}
         try:
             for n, layers in enumerate(plan):
                 active = {layer.index for layer in layers}
                 for index in sorted(i for i in readers if i < min(active)):  # finished
-                    _close(readers.pop(index), index, clock, composite, encode)
+                    _close(readers.pop(index), index, clock, writers)
                 for index in sorted(active - readers.keys()):
-                    readers[index] = Prefetcher(comp.open_reader(index), wanted[index])
+                    readers[index] = open_prefetcher(index)
                 # Open the next clip a little ahead so its first frames are decoded in time.
                 upcoming = {la.index for la in plan[min(n + 2, len(plan) - 1)]} - active
                 for index in sorted(upcoming - readers.keys()):
-                    readers[index] = Prefetcher(comp.open_reader(index), wanted[index])
-                top = max(active)
-                fitted = [(layer, readers[layer.index].next()) for layer in layers]
-                frame = comp.compose(n, fitted, composite[top])
-                if n == poster_n and tmp_poster is not None:
-                    to_rgb_image(frame).save(tmp_poster, format="JPEG", quality=90)
-                with encode[top]:
-                    for packet in _encode_video(enc, vstream, frame):
-                        out.mux(packet)
+                    readers[index] = open_prefetcher(index)
+                fitted = [(layer, readers[layer.index].next_all()) for layer in layers]
                 # Interleave: audio up to the time of the next video frame.
-                horizon = (n + 1) / fps * soundtrack.RATE
-                with audio_watch:
-                    while pending_audio is not None and (pending_audio.pts or 0) < horizon:
-                        for packet in astream.encode(pending_audio):
-                            out.mux(packet)
-                        pending_audio = next(audio_frames, None)
+                audio = audio_until((n + 1) / fps * soundtrack.RATE)
+                for i, feed in enumerate(feeds):
+                    feed.step(n, [(layer, frames[i]) for layer, frames in fitted], copies(audio, i))
                 if progress is not None:
                     progress(n + 1, comp.frames)
             last = max(readers) if readers else comp.placements[-1].index
-            with encode[last]:
-                for packet in _encode_video(enc, vstream, None):
-                    out.mux(packet)
-            with audio_watch:
-                while pending_audio is not None:
-                    for packet in astream.encode(pending_audio):
-                        out.mux(packet)
-                    pending_audio = next(audio_frames, None)
-                for packet in astream.encode(None):
-                    out.mux(packet)
+            rest = audio_until(math.inf)
+            for i, feed in enumerate(feeds):
+                feed.finish(last, copies(rest, i))
         finally:
+            for feed in feeds:
+                if isinstance(feed, _ThreadedWriter):
+                    with contextlib.suppress(BaseException):
+                        feed.join()
             for index in list(readers):
-                _close(readers.pop(index), index, clock, composite, encode)
-        clock.record("mux_audio", audio_watch.seconds)
+                _close(readers.pop(index), index, clock, writers)
+        clock.record("mux_audio", sum(w.audio_watch.seconds for w in writers))
 
 
 def _encode_video(
@@ -521,20 +753,14 @@ def _encode_video(
         raise
 
 
-def _close(
-    prefetcher: Prefetcher,
-    index: int,
-    clock: StageClock,
-    composite: dict[int, Stopwatch],
-    encode: dict[int, Stopwatch],
-) -> None:
+def _close(prefetcher: Prefetcher, index: int, clock: StageClock, writers: list[_Writer]) -> None:
     prefetcher.close()
     gc.collect()  # PyAV filter graphs and codec contexts sit in reference cycles
     release_memory()
     reader = prefetcher.reader
     clock.record("decode", reader.times.decode.seconds + reader.times.scale.seconds, clip=index)
-    clock.record("composite", composite[index].seconds, clip=index)
-    clock.record("encode", encode[index].seconds, clip=index)
+    clock.record("composite", sum(w.composite[index].seconds for w in writers), clip=index)
+    clock.record("encode", sum(w.encode[index].seconds for w in writers), clip=index)
 
 
 def preview_frame(

@@ -34,17 +34,28 @@ class Input:
     font: bool
 
 
-def plan_inputs(job: Job, configured: frozenset[str] | None) -> tuple[S3Uri, list[Input]]:
-    """The job's output and its distinct inputs, all parsed and allowed, or ``input_forbidden``."""
-    output = S3Uri.parse(job.output.uri, "output.uri")
-    allowed = allowed_buckets(configured, output.bucket)
-    check_allowed(output, allowed, "output.uri")
+def plan_inputs(
+    job: Job, configured: frozenset[str] | None
+) -> tuple[list[S3Uri], list[Input]]:
+    """The job's outputs (one per rendition) and its distinct inputs, all parsed and
+    allowed, or ``input_forbidden``. Without an allow-list, every output goes to the first
+    output's bucket."""
+    labels = ["output.uri"] if job.outputs is None else [
+        f"outputs[{i}].uri" for i in range(len(job.outputs))
+    ]
+    outputs = [
+        S3Uri.parse(rendition.uri, label)
+        for rendition, label in zip(job.renditions, labels, strict=True)
+    ]
+    allowed = allowed_buckets(configured, outputs[0].bucket)
+    for output, label in zip(outputs, labels, strict=True):
+        check_allowed(output, allowed, label)
     inputs: list[Input] = []
     for ref in job.inputs():
         s3 = S3Uri.parse(ref.uri, ref.label)
         check_allowed(s3, allowed, ref.label)
         inputs.append(Input(ref.uri, s3, ref.label, ref.font))
-    return output, inputs
+    return outputs, inputs
 
 
 class FontCache:

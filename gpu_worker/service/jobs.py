@@ -12,7 +12,7 @@ import logging
 import shutil
 import tempfile
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -109,7 +109,7 @@ class JobRunner:
     def _complete(self, ctx: JobContext, job: Job) -> None:
         """Fetch, render, upload, notify; raises on any failure."""
         assert self.root is not None and self.font_cache is not None, "open() the worker first"
-        output_uri, inputs = plan_inputs(job, self.settings.allowed_buckets)
+        output_uris, inputs = plan_inputs(job, self.settings.allowed_buckets)
         folder = Path(tempfile.mkdtemp(prefix="job-", dir=self.root))
         try:
             fetched = fetch_inputs(
@@ -124,25 +124,36 @@ class JobRunner:
             log.info("job %s: rendering", job.job_id)
             result = self._render(ctx, job, folder, fetched)
             ctx.result = result
-            poster_uri = output_uri.sibling(".jpg") if result.poster is not None else None
-            with ctx.clock.stage("upload", uri=str(output_uri), bytes=result.size_bytes) as attrs:
-                if result.poster is not None and poster_uri is not None:
-                    self.storage.upload(result.poster, poster_uri, "image/jpeg")
-                    attrs["bytes"] += result.poster.stat().st_size
-                self.storage.upload(result.output, output_uri, "video/mp4")
+            written: list[Mapping[str, Any]] = []
+            for done, output_uri in zip(result.all, output_uris, strict=True):
+                poster_uri = output_uri.sibling(".jpg") if done.poster is not None else None
+                with ctx.clock.stage(
+                    "upload", uri=str(output_uri), bytes=done.size_bytes
+                ) as attrs:
+                    if done.poster is not None and poster_uri is not None:
+                        self.storage.upload(done.poster, poster_uri, "image/jpeg")
+                        attrs["bytes"] += done.poster.stat().st_size
+                    self.storage.upload(done.output, output_uri, "video/mp4")
+                written.append(
+                    {
+                        "uri": str(output_uri),
+                        "duration": round(done.duration, 3),
+                        "width": done.width,
+                        "height": done.height,
+                        "fps": done.fps,
+                        "size_bytes": done.size_bytes,
+                        "poster_uri": str(poster_uri) if poster_uri is not None else None,
+                    }
+                )
         finally:
             shutil.rmtree(folder, ignore_errors=True)
-        output = {
-            "uri": str(output_uri),
-            "duration": round(result.duration, 3),
-            "width": result.width,
-            "height": result.height,
-            "fps": result.fps,
-            "size_bytes": result.size_bytes,
-            "poster_uri": str(poster_uri) if poster_uri is not None else None,
-        }
         self._notify(
-            ctx, webhook.COMPLETED, output=output, encoder=result.encoder, metadata=job.metadata
+            ctx,
+            webhook.COMPLETED,
+            output=written[0],
+            outputs=written if job.outputs is not None else None,
+            encoder=result.encoder,
+            metadata=job.metadata,
         )
 
     def _render(
@@ -151,9 +162,12 @@ class JobRunner:
         """Render on the configured path; when the GPU fails (NVENC or NVDEC, at open or
         mid-stream: the worker's fault, never the job's), render again on the CPU path from
         the start, in this process, and count it towards the worker's health."""
+        paths = [folder / "output.mp4"]
+        if job.outputs is not None:  # one file per rendition
+            paths = [folder / f"output-{i}.mp4" for i in range(len(job.outputs))]
         common: dict[str, Any] = {
             "base_dir": folder,
-            "output": folder / "output.mp4",
+            **({"output": paths[0]} if job.outputs is None else {"outputs": paths}),
             "fetched": fetched,
             "limits": self.settings.limits,
             "clock": ctx.clock,
@@ -211,6 +225,7 @@ class JobRunner:
         event_type: str,
         *,
         output: Mapping[str, Any] | None = None,
+        outputs: Sequence[Mapping[str, Any]] | None = None,
         error: GpuWorkerError | None = None,
         encoder: str | None = None,
         metadata: Mapping[str, Any] | None = None,
@@ -219,6 +234,7 @@ class JobRunner:
             event_type,
             ctx.job_id,
             output=output,
+            outputs=outputs,
             error=error,
             encoder=encoder,
             timings=ctx.clock.totals,

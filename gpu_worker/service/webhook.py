@@ -21,7 +21,7 @@ import logging
 import random
 import socket
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from email.utils import parsedate_to_datetime
@@ -81,13 +81,15 @@ def event(
     job_id: str | None,
     *,
     output: Mapping[str, Any] | None = None,
+    outputs: Sequence[Mapping[str, Any]] | None = None,
     error: GpuWorkerError | None = None,
     encoder: str | None = None,
     timings: Mapping[str, float] | None = None,
     metadata: Mapping[str, Any] | None = None,
 ) -> dict[str, Any]:
-    """The body of a ``video.completed`` or ``video.failed`` webhook."""
-    return {
+    """The body of a ``video.completed`` or ``video.failed`` webhook; ``outputs`` (every
+    rendition of a job with several, ``output`` being the first) only when given."""
+    body: dict[str, Any] = {
         "type": event_type,
         "timestamp": datetime.now(UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z"),
         "job_id": job_id,
@@ -97,6 +99,9 @@ def event(
         "timings": {name: round(seconds, 4) for name, seconds in (timings or {}).items()},
         "metadata": dict(metadata or {}),
     }
+    if outputs is not None:
+        body["outputs"] = [dict(item) for item in outputs]
+    return body
 
 
 def encode_body(payload: Mapping[str, Any]) -> bytes:
