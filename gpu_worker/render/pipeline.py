@@ -646,8 +646,7 @@ class _ThreadedWriter:
     def join(self) -> None:
         """Wait for the thread to end (stopping it if it still runs); raise its failure."""
         if self._thread.is_alive():
-            with contextlib.suppress(Exception):
-                self._put(None)
+            self._queue.put(None)  # it reads on until this, failed or not
             self._thread.join()
         if self._error is not None:
             raise self._error
