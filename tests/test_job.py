@@ -135,6 +135,6 @@ def test_committed_schema_matches_the_code() -> None:
     assert committed == json_schema(), "run `gpu-worker schema > job.schema.json`"
 
 
-@pytest.mark.parametrize("name", ["hotel-reel.json", "real-estate-reel.json"])
+@pytest.mark.parametrize("name", ["hotel-reel.json", "real-estate-reel.json", "hotel-formats.json"])
 def test_example_reels_are_valid(name: str) -> None:
     parse_job(json.loads((ROOT / "examples" / name).read_text(encoding="utf-8")))

@@ -34,15 +34,15 @@ class Input:
     font: bool
 
 
-def plan_inputs(
-    job: Job, configured: frozenset[str] | None
-) -> tuple[list[S3Uri], list[Input]]:
+def plan_inputs(job: Job, configured: frozenset[str] | None) -> tuple[list[S3Uri], list[Input]]:
     """The job's outputs (one per rendition) and its distinct inputs, all parsed and
     allowed, or ``input_forbidden``. Without an allow-list, every output goes to the first
     output's bucket."""
-    labels = ["output.uri"] if job.outputs is None else [
-        f"outputs[{i}].uri" for i in range(len(job.outputs))
-    ]
+    labels = (
+        ["output.uri"]
+        if job.outputs is None
+        else [f"outputs[{i}].uri" for i in range(len(job.outputs))]
+    )
     outputs = [
         S3Uri.parse(rendition.uri, label)
         for rendition, label in zip(job.renditions, labels, strict=True)

@@ -127,9 +127,7 @@ class JobRunner:
             written: list[Mapping[str, Any]] = []
             for done, output_uri in zip(result.all, output_uris, strict=True):
                 poster_uri = output_uri.sibling(".jpg") if done.poster is not None else None
-                with ctx.clock.stage(
-                    "upload", uri=str(output_uri), bytes=done.size_bytes
-                ) as attrs:
+                with ctx.clock.stage("upload", uri=str(output_uri), bytes=done.size_bytes) as attrs:
                     if done.poster is not None and poster_uri is not None:
                         self.storage.upload(done.poster, poster_uri, "image/jpeg")
                         attrs["bytes"] += done.poster.stat().st_size
