@@ -58,6 +58,7 @@ from gpu_worker.render.encoder import (
     choose_encoder,
     encoder_options,
 )
+from gpu_worker.render.host import usable_cpus
 from gpu_worker.render.layers import Drawable, SpriteLayer
 from gpu_worker.render.loudness import Ducking
 from gpu_worker.render.media import MediaInfo, probe
@@ -551,7 +552,15 @@ class _Target:
 class _Writer:
     """Composes and encodes one rendition's frames into its MP4, interleaved with audio."""
 
-    def __init__(self, target: _Target, enc: EncoderChoice, out: av.container.OutputContainer):
+    def __init__(
+        self,
+        target: _Target,
+        enc: EncoderChoice,
+        out: av.container.OutputContainer,
+        share: int = 1,
+    ) -> None:
+        """``share``: how many renditions encode at once, each in its own thread; a CPU
+        encoder then takes its share of the cores instead of threads for all of them."""
         comp = self.comp = target.comp
         self.enc = enc
         self.out = out
@@ -561,6 +570,9 @@ class _Writer:
         self.vstream.time_base = Fraction(1, fps)
         ctx = self.vstream.codec_context
         ctx.options = encoder_options(enc.name, comp.output.quality, fps)
+        if share > 1 and not enc.hardware:
+            threads = max(1, round(usable_cpus() * 1.5 / share))
+            ctx.options = {**ctx.options, "threads": str(threads)}
         ctx.color_primaries = 1  # BT.709
         ctx.color_trc = 1
         ctx.colorspace = 1
@@ -677,6 +689,7 @@ def _encode(
                 stack.enter_context(
                     av.open(str(t.tmp), "w", format="mp4", options={"movflags": "+faststart"})
                 ),
+                share=len(targets),
             )
             for t in targets
         ]
