@@ -284,8 +284,12 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("render", help="render a job file to an MP4")
     p.add_argument("job", help="job JSON file")
-    p.add_argument("-o", "--output", help="output MP4 (default: the job's output.uri)")
-    p.add_argument("--quiet", action="store_true", help="print only the output path")
+    p.add_argument(
+        "-o",
+        "--output",
+        help="output MP4 (default: the job's output.uri; a job with outputs: theirs)",
+    )
+    p.add_argument("--quiet", action="store_true", help="print only the output paths")
     p.add_argument(
         "--trace-file",
         metavar="FILE",
