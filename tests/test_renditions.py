@@ -149,7 +149,8 @@ def test_bad_outputs_are_invalid_with_their_path(change: Any, message: str) -> N
 
 
 def test_validate_and_render_on_the_command_line(folder: Path) -> None:
-    data = renditions_job(SIZES)
+    data = renditions_job(SIZES[1:])
+    data["clips"] = data["clips"][:1]
     (folder / "job.json").write_text(json.dumps(data))
     done = run_cli("render", "--quiet", str(folder / "job.json"))
     assert done.returncode == 0, done.stderr
