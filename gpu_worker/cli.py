@@ -1,4 +1,5 @@
-"""The ``gpu-worker`` command line: render, preview, validate, schema, fonts, doctor, serve.
+"""The ``gpu-worker`` command line: render, preview, validate, schema, fonts, doctor, serve,
+webhooks replay.
 
 Settings are read once, at start (:class:`gpu_worker.settings.Settings`); a bad one exits 1
 with ``error invalid_config: VARIABLE: why``. Logging is configured here and nowhere else:
@@ -231,15 +232,54 @@ def cmd_doctor(args: argparse.Namespace) -> int:
 
 def cmd_serve(args: argparse.Namespace) -> int:
     from gpu_worker.observability.setup import setup_telemetry
-    from gpu_worker.observability.spans import serve_hooks
+    from gpu_worker.observability.spans import delivery_hooks, serve_hooks
     from gpu_worker.service.worker import serve
 
     settings: Settings = args.settings.require_serving()
     telemetry = setup_telemetry()
     try:
-        return serve(settings, job_hooks=serve_hooks(telemetry))
+        return serve(
+            settings,
+            job_hooks=serve_hooks(telemetry),
+            delivery_hooks=delivery_hooks(telemetry),
+        )
     finally:
         telemetry.shutdown()
+
+
+def cmd_webhooks_replay(args: argparse.Namespace) -> int:
+    from gpu_worker.errors import InvalidConfig
+    from gpu_worker.service.aws import aws_client
+    from gpu_worker.service.deliveries import describe, replay
+    from gpu_worker.service.webhook import WebhookSender
+
+    settings: Settings = args.settings
+    missing = [
+        settings.variable(name)
+        for name in ("webhook_dead_letter_url", "webhook_url", "webhook_secret")
+        if getattr(settings, name) is None
+    ]
+    if missing:
+        raise InvalidConfig(f"{', '.join(missing)}: not set")
+    assert settings.webhook_url is not None and settings.webhook_dead_letter_url is not None
+    sender = WebhookSender(
+        settings.webhook_url,
+        settings.webhook_key,
+        allow_private=settings.webhook_allow_private,
+        total_timeout=settings.webhook_timeout,
+    )
+    done = replay(
+        aws_client("sqs", settings),
+        settings.webhook_dead_letter_url,
+        sender,
+        limit=args.limit,
+        dry_run=args.dry_run,
+    )
+    for item in done:
+        print(describe(item))
+    delivered = sum(1 for item in done if item.delivered)
+    print(f"{delivered} delivered, {len(done) - delivered} left in the webhook dead-letter queue")
+    return EXIT_OK if args.dry_run or delivered == len(done) else EXIT_INTERNAL
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -282,6 +322,17 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("serve", help="take jobs from SQS (configured by environment)")
     p.set_defaults(func=cmd_serve)
+
+    p = sub.add_parser("webhooks", help="the webhook dead-letter queue")
+    webhooks = p.add_subparsers(dest="webhooks_command", required=True)
+    p = webhooks.add_parser(
+        "replay",
+        help="re-send every webhook in GPU_WORKER_WEBHOOK_DEAD_LETTER_URL now (same id, "
+        "fresh signature); delete what is delivered, leave the rest (exit 1)",
+    )
+    p.add_argument("--limit", type=int, default=None, metavar="N", help="at most N webhooks")
+    p.add_argument("--dry-run", action="store_true", help="list them; send nothing")
+    p.set_defaults(func=cmd_webhooks_replay)
     return parser
 
 

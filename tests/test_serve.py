@@ -295,19 +295,27 @@ def test_redelivered_job_gives_the_same_key_and_webhook_id(
     spec = job(
         aws, [aws.put("a.mp4", media.clip)], texts=[{"text": "Again", "font_uri": font, "size": 12}]
     )
-    aws.send(json.dumps(spec))
-    aws.send(json.dumps(spec))
-    outcomes = [c.outcome for c in worker.poll_once(wait=1) + worker.poll_once(wait=1)]
-    assert outcomes == [Outcome.COMPLETED, Outcome.COMPLETED]
+    edited = {**spec, "texts": [{"text": "Edited", "font_uri": font, "size": 12}]}
+    # the job, the same id with an edited body, then that edited body delivered again
+    for body in (spec, edited, edited):
+        aws.send(json.dumps(body))
+    outcomes = [c.outcome for _ in range(3) for c in worker.poll_once(wait=1)]
+    assert outcomes == [Outcome.COMPLETED] * 3
     assert [k for k in aws.object_keys() if k.startswith("out/")] == [f"out/{spec['job_id']}.mp4"]
     ids = {r.headers["webhook-id"] for r in receiver.posts()}
-    assert len(receiver.posts()) == 2 and len(ids) == 1
+    assert len(receiver.posts()) == 3 and len(ids) == 1
     fonts = [
         s.attributes["cached"]
         for s in recorder.named("fetch_inputs")
         if "fonts/" in s.attributes["uri"]
     ]
-    assert fonts == [False, True]  # fetched once per worker
+    assert fonts == [False, True]  # fetched once per worker; nothing fetched the third time
+    # the edited job is rendered again; its second delivery finds its output and is not
+    assert [s.attributes["found"] for s in recorder.named("output_check")] == [False, False, True]
+    assert len(recorder.named("encode")) == 2
+    first, second, third = webhooks(receiver)
+    assert third["output"] == second["output"] and third["encoder"] == second["encoder"]
+    assert second["output"]["size_bytes"] == len(aws.get(f"out/{spec['job_id']}.mp4"))
 
 
 def test_poison_messages_fail_once_and_are_deleted(

@@ -176,6 +176,7 @@ class Telemetry:
     queue_wait: Histogram = field(init=False)
     frames_per_second: Histogram = field(init=False)
     in_flight: UpDownCounter = field(init=False)
+    webhooks: Counter = field(init=False)
 
     def __post_init__(self) -> None:
         self.tracer = self.tracer_provider.get_tracer("gpu_worker", __version__)
@@ -205,6 +206,14 @@ class Telemetry:
         )
         self.in_flight = self.meter.create_up_down_counter(
             "gpu_worker.jobs.in_flight", unit="{job}", description="Jobs being worked on"
+        )
+        self.webhooks = self.meter.create_counter(
+            "gpu_worker.webhooks",
+            unit="{webhook}",
+            description=(
+                "Webhook delivery rounds and queued attempts by outcome: delivered, pending "
+                "(handed to or kept in the retry queue), dead_lettered"
+            ),
         )
 
     @property

@@ -9,7 +9,9 @@ core. Per job::
 
 An exception leaving the block marks the job failed (``error.code``, status ERROR) and is
 re-raised; a caller that handles an error itself reports it with :meth:`JobTrace.fail`.
-:func:`serve_hooks` does the same for each message of ``gpu-worker serve``.
+:func:`serve_hooks` does the same for each message of ``gpu-worker serve``, with each webhook
+attempt as a ``webhook.attempt`` event on the job's root span; :func:`delivery_hooks` makes
+each later attempt from the webhook retry queue a ``webhook_delivery`` span in the job's trace.
 """
 
 from __future__ import annotations
@@ -53,6 +55,15 @@ QUEUE_WAIT = "job.queue_wait_seconds"
 RENDER_SECONDS = "job.render_seconds"  # first engine stage to result, without fetch/upload
 RENDER_FPS = "job.render_fps"
 ACCUMULATED = "stage.accumulated"  # on child spans whose time is summed over many frames
+
+# Webhook attempts: events on the job's root span, and spans of queued attempts.
+WEBHOOK_ATTEMPT_EVENT = "webhook.attempt"
+DELIVERY_SPAN = "webhook_delivery"
+WEBHOOK_ID = "webhook.id"
+WEBHOOK_TYPE = "webhook.type"
+WEBHOOK_ATTEMPT = "webhook.attempt"
+WEBHOOK_OUTCOME = "webhook.outcome"  # delivered | pending | dead_lettered
+HTTP_STATUS = "http.response.status_code"
 
 SUCCEEDED, FAILED = "succeeded", "failed"
 
@@ -283,6 +294,33 @@ class ServedJob(Protocol):
     @property
     def outcome(self) -> object: ...
 
+    @property
+    def delivery(self) -> Any: ...  # service.webhook.Delivery: attempts in ``log``
+
+
+def webhook_outcome(delivery: Any) -> str:
+    """delivered, pending (handed to the retry queue) or dead_lettered; failed when lost."""
+    if delivery.delivered:
+        return "delivered"
+    if getattr(delivery, "pending", False):
+        return "pending"
+    if getattr(delivery, "dead_lettered", False):
+        return "dead_lettered"
+    return "failed"
+
+
+def _webhook_events(jt: JobTrace, delivery: Any) -> None:
+    for number, attempt in enumerate(getattr(delivery, "log", ()), start=1):
+        attributes: dict[str, Any] = {WEBHOOK_ID: delivery.webhook_id, WEBHOOK_ATTEMPT: number}
+        if attempt.status is not None:
+            attributes[HTTP_STATUS] = attempt.status
+        if attempt.error is not None:
+            attributes["error.message"] = attempt.error
+        jt.span.add_event(WEBHOOK_ATTEMPT_EVENT, attributes, timestamp=_ns(attempt.at))
+    outcome = webhook_outcome(delivery)
+    jt.set(**{WEBHOOK_OUTCOME: outcome})
+    jt.telemetry.webhooks.add(1, {WEBHOOK_OUTCOME: outcome})
+
 
 def serve_hooks(telemetry: Telemetry) -> Callable[[ServedJob], AbstractContextManager[object]]:
     """The queue worker's per-job hook: one ``render_job`` trace per message, continuing the
@@ -299,11 +337,72 @@ def serve_hooks(telemetry: Telemetry) -> Callable[[ServedJob], AbstractContextMa
             clock=ctx.clock,
             attributes={"messaging.sqs.receive_count": ctx.receive_count},
         ) as jt:
+            if hasattr(ctx, "own_traceparent"):
+                ctx.own_traceparent = jt.traceparent  # later webhook attempts join this trace
             yield jt
+            if ctx.delivery is not None:
+                _webhook_events(jt, ctx.delivery)
             if ctx.result is not None:
                 jt.result(ctx.result)
             if ctx.error is not None:
                 jt.fail(ctx.error)
             jt.set(**{"job.delivery": str(ctx.outcome)})
+
+    return hook
+
+
+class QueuedAttempt(Protocol):
+    """One attempt from the webhook retry queue (``service.deliveries.DeliveryContext``)."""
+
+    webhook_id: str
+    event_type: str
+    subject: str
+    attempt: int
+    traceparent: str | None
+    status: int | None
+    error: str | None
+    outcome: str | None
+    next_delay: int | None
+
+
+def delivery_hooks(
+    telemetry: Telemetry,
+) -> Callable[[QueuedAttempt], AbstractContextManager[object]]:
+    """The webhook deliverer's hook: one ``webhook_delivery`` span per attempt from the retry
+    queue, in the job's trace (its ``traceparent``), with the status and outcome; counted in
+    ``gpu_worker.webhooks`` by outcome."""
+
+    @contextmanager
+    def hook(ctx: QueuedAttempt) -> Iterator[None]:
+        parent = None
+        if ctx.traceparent:
+            parent = TraceContextTextMapPropagator().extract({"traceparent": ctx.traceparent})
+        span = telemetry.tracer.start_span(
+            DELIVERY_SPAN,
+            context=parent,
+            kind=SpanKind.CLIENT,
+            attributes={
+                WEBHOOK_ID: ctx.webhook_id,
+                WEBHOOK_TYPE: ctx.event_type,
+                WEBHOOK_ATTEMPT: ctx.attempt,
+                JOB_ID: ctx.subject,
+            },
+        )
+        token = job_id_var.set(ctx.subject)
+        try:
+            with trace.use_span(span, record_exception=True, set_status_on_exception=True):
+                yield
+            if ctx.status is not None:
+                span.set_attribute(HTTP_STATUS, ctx.status)
+            if ctx.next_delay is not None:
+                span.set_attribute("webhook.next_delay_seconds", ctx.next_delay)
+            outcome = ctx.outcome or "failed"
+            span.set_attribute(WEBHOOK_OUTCOME, outcome)
+            if outcome != "delivered":
+                span.set_status(Status(StatusCode.ERROR, ctx.error or outcome))
+            telemetry.webhooks.add(1, {WEBHOOK_OUTCOME: outcome})
+        finally:
+            job_id_var.reset(token)
+            span.end()
 
     return hook

@@ -1,5 +1,9 @@
 """One job from message body to outcome: fetch the inputs, render, upload, send the webhook.
 
+An output an earlier attempt of the same job already uploaded is not rendered again (see
+:mod:`gpu_worker.service.outputs`); a webhook not delivered at once is handed to the durable
+retry path before the message is deleted (:mod:`gpu_worker.service.deliveries`).
+
 The decision of what a failure means lives here: a permanent error (the job's fault) sends
 ``video.failed`` and deletes the message; a transient one is retried, and on the queue's last
 attempt ``video.failed`` is sent before SQS dead-letters it. While a job runs, a heartbeat
@@ -21,14 +25,15 @@ from gpu_worker.job import Job, decode_job_text, parse_job
 from gpu_worker.render.encoder import choose_encoder
 from gpu_worker.render.pipeline import RenderResult
 from gpu_worker.service import webhook
+from gpu_worker.service.deliveries import DurableSender
 from gpu_worker.service.fetch import FontCache, fetch_inputs, plan_inputs
 from gpu_worker.service.heartbeat import Heartbeat
 from gpu_worker.service.messages import JobContext, Outcome, best_effort
+from gpu_worker.service.outputs import Rendered, find_rendered
 from gpu_worker.service.protection import TaskProtection
 from gpu_worker.service.queue import JobQueue
 from gpu_worker.service.shutdown import Released, Shutdown, finish_in_time
 from gpu_worker.service.storage import Storage
-from gpu_worker.service.webhook import WebhookSender
 from gpu_worker.settings import Settings
 
 log = logging.getLogger(__name__)
@@ -43,7 +48,7 @@ class JobRunner:
         *,
         queue: JobQueue,
         storage: Storage,
-        webhooks: WebhookSender,
+        webhooks: DurableSender,
         protection: TaskProtection,
         shutdown: Shutdown,
         render: Callable[..., RenderResult],
@@ -97,6 +102,16 @@ class JobRunner:
         """Fetch, render, upload, notify; raises on any failure."""
         assert self.root is not None and self.font_cache is not None, "open() the worker first"
         output_uri, inputs = plan_inputs(job, self.settings.allowed_buckets)
+        with ctx.clock.stage("output_check", uri=str(output_uri)) as check:
+            done = find_rendered(self.storage, job, output_uri)
+            check["found"] = done is not None
+        if done is not None:  # an earlier attempt uploaded it, then died before the webhook
+            log.info("job %s: %s is already its output; not rendered again", job.job_id, output_uri)
+            output = done.output(output_uri)
+            self._notify(
+                ctx, webhook.COMPLETED, output=output, encoder=done.encoder, metadata=job.metadata
+            )
+            return
         folder = Path(tempfile.mkdtemp(prefix="job-", dir=self.root))
         try:
             fetched = fetch_inputs(
@@ -121,25 +136,23 @@ class JobRunner:
                 progress=self._progress(job.job_id),
             )
             ctx.result = result
+            rendered = Rendered.of(result)
             poster_uri = output_uri.sibling(".jpg") if result.poster is not None else None
             with ctx.clock.stage("upload", uri=str(output_uri), bytes=result.size_bytes) as attrs:
                 if result.poster is not None and poster_uri is not None:
                     self.storage.upload(result.poster, poster_uri, "image/jpeg")
                     attrs["bytes"] += result.poster.stat().st_size
-                self.storage.upload(result.output, output_uri, "video/mp4")
+                self.storage.upload(
+                    result.output, output_uri, "video/mp4", metadata=rendered.metadata(job)
+                )
         finally:
             shutil.rmtree(folder, ignore_errors=True)
-        output = {
-            "uri": str(output_uri),
-            "duration": round(result.duration, 3),
-            "width": result.width,
-            "height": result.height,
-            "fps": result.fps,
-            "size_bytes": result.size_bytes,
-            "poster_uri": str(poster_uri) if poster_uri is not None else None,
-        }
         self._notify(
-            ctx, webhook.COMPLETED, output=output, encoder=result.encoder, metadata=job.metadata
+            ctx,
+            webhook.COMPLETED,
+            output=rendered.output(output_uri),
+            encoder=result.encoder,
+            metadata=job.metadata,
         )
 
     def _stop_point(self) -> None:
@@ -190,11 +203,15 @@ class JobRunner:
         if self.shutdown.requested:
             deadline = time.monotonic() + max(1.0, self.shutdown.left())
         with ctx.clock.stage("webhook", type=event_type) as attrs:
-            ctx.delivery = self.webhooks.send(payload, subject=ctx.subject, deadline=deadline)
+            ctx.delivery = self.webhooks.send(
+                payload, subject=ctx.subject, deadline=deadline, traceparent=ctx.trace_handle
+            )
             attrs.update(
                 webhook_id=ctx.delivery.webhook_id,
                 delivered=ctx.delivery.delivered,
                 attempts=ctx.delivery.attempts,
+                pending=ctx.delivery.pending,
+                dead_lettered=ctx.delivery.dead_lettered,
             )
 
     def _last_attempt(self, ctx: JobContext) -> bool:

@@ -63,6 +63,14 @@ class JobContext:
     error: GpuWorkerError | None = None
     result: RenderResult | None = None
     delivery: webhook.Delivery | None = None
+    # The job's own trace (a W3C traceparent) when a telemetry hook gave one: webhook
+    # attempts made later, from the retry queue, are traced under it.
+    own_traceparent: str | None = None
+
+    @property
+    def trace_handle(self) -> str | None:
+        """The trace a later webhook attempt belongs to: the job's own, else the backend's."""
+        return self.own_traceparent or self.traceparent
 
     @property
     def queue_wait(self) -> float | None:

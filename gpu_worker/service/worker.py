@@ -5,7 +5,9 @@ outcome by :class:`~gpu_worker.service.jobs.JobRunner` and settled with SQS by
 :class:`~gpu_worker.service.queue.JobQueue` (outcomes: :mod:`gpu_worker.service.messages`).
 SIGTERM stops polling; a job in hand is finished if it can end before the stop deadline, else
 released. A worker killed outright loses nothing: SQS hands the message out again. Every job
-runs inside ``job_hooks(JobContext)``, the one place telemetry plugs in.
+runs inside ``job_hooks(JobContext)``, the one place telemetry plugs in (and every queued
+webhook attempt inside ``delivery_hooks``: a :class:`~gpu_worker.service.deliveries.Deliverer`
+thread delivers those beside the render threads).
 """
 
 from __future__ import annotations
@@ -23,6 +25,12 @@ from typing import Any
 from gpu_worker.errors import TransientError
 from gpu_worker.render.pipeline import RenderResult, render_job
 from gpu_worker.service.aws import aws_client
+from gpu_worker.service.deliveries import (
+    Deliverer,
+    DeliveryHooks,
+    DurableSender,
+    WebhookQueues,
+)
 from gpu_worker.service.fetch import FontCache
 from gpu_worker.service.jobs import JobRunner
 from gpu_worker.service.messages import (
@@ -54,6 +62,7 @@ class Worker:
         webhooks: WebhookSender | None = None,
         protection: TaskProtection | None = None,
         job_hooks: JobHooks | None = None,
+        delivery_hooks: DeliveryHooks | None = None,
         render: Callable[..., RenderResult] = render_job,
     ) -> None:
         self.settings = settings.require_serving()
@@ -67,17 +76,30 @@ class Worker:
         )
         self.shutdown = Shutdown(settings.stop_deadline)
         self.storage = Storage(s3)
+        sender = webhooks or WebhookSender(
+            settings.webhook_url,
+            settings.webhook_key,
+            allow_private=settings.webhook_allow_private,
+            total_timeout=settings.webhook_timeout,
+        )
+        queues = None
+        self.deliverer: Deliverer | None = None
+        retry_url, dead_url = settings.webhook_queue_url, settings.webhook_dead_letter_url
+        if retry_url is not None and dead_url is not None:
+            queues = WebhookQueues(sqs, retry_url, dead_url)
+            self.deliverer = Deliverer(
+                queues,
+                sender,
+                schedule=settings.webhook_retry_schedule,
+                retry_hours=settings.webhook_retry_hours,
+                poll_wait=settings.poll_wait,
+                hooks=delivery_hooks,
+            )
         self.runner = JobRunner(
             settings,
             queue=self.queue,
             storage=self.storage,
-            webhooks=webhooks
-            or WebhookSender(
-                settings.webhook_url,
-                settings.webhook_key,
-                allow_private=settings.webhook_allow_private,
-                total_timeout=settings.webhook_timeout,
-            ),
+            webhooks=DurableSender(sender, queues, settings.webhook_retry_schedule),
             protection=protection or TaskProtection(settings.ecs_agent_uri),
             shutdown=self.shutdown,
             render=render,
@@ -88,12 +110,18 @@ class Worker:
         self._in_hand: dict[str, str] = {}
 
     @classmethod
-    def from_settings(cls, settings: Settings, job_hooks: JobHooks | None = None) -> Worker:
+    def from_settings(
+        cls,
+        settings: Settings,
+        job_hooks: JobHooks | None = None,
+        delivery_hooks: DeliveryHooks | None = None,
+    ) -> Worker:
         return cls(
             settings,
             sqs=aws_client("sqs", settings),
             s3=aws_client("s3", settings),
             job_hooks=job_hooks,
+            delivery_hooks=delivery_hooks,
         )
 
     @property
@@ -110,15 +138,25 @@ class Worker:
         self.close()
 
     def open(self) -> None:
-        """Make this worker's scratch folder and learn the queue's last attempt."""
+        """Make this worker's scratch folder, learn the queue's last attempt, and start
+        delivering queued webhooks (stopped by :meth:`close`)."""
         self.settings.scratch_dir.mkdir(parents=True, exist_ok=True)
         self.root = Path(tempfile.mkdtemp(prefix="worker-", dir=self.settings.scratch_dir))
         self.runner.root = self.root
         self.runner.font_cache = FontCache(self.root / "fonts", self.storage)
         if self.runner.max_receives is None:
             self.runner.max_receives = self.queue.redrive_max_receives()
+        if self.deliverer is not None:
+            self.deliverer.start()
+        else:
+            log.warning(
+                "no webhook queue (GPU_WORKER_WEBHOOK_QUEUE_URL): a webhook not delivered "
+                "within GPU_WORKER_WEBHOOK_TIMEOUT is logged and lost"
+            )
 
     def close(self) -> None:
+        if self.deliverer is not None:
+            self.deliverer.stop()
         if self.root is not None:
             shutil.rmtree(self.root, ignore_errors=True)
             self.root = None
@@ -206,9 +244,13 @@ class Worker:
         return ctx
 
 
-def serve(settings: Settings, job_hooks: JobHooks | None = None) -> int:
+def serve(
+    settings: Settings,
+    job_hooks: JobHooks | None = None,
+    delivery_hooks: DeliveryHooks | None = None,
+) -> int:
     """``gpu-worker serve``: serve until SIGTERM/SIGINT; the exit code."""
-    worker = Worker.from_settings(settings, job_hooks=job_hooks)
+    worker = Worker.from_settings(settings, job_hooks=job_hooks, delivery_hooks=delivery_hooks)
 
     def stop(signum: int, frame: FrameType | None) -> None:
         worker.shutdown.request()
