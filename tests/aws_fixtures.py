@@ -46,6 +46,7 @@ class Request:
     headers: dict[str, str]
     body: bytes
     status: int = 0  # what the receiver answered
+    at: float = field(default_factory=time.monotonic)  # when it arrived
 
     def json(self) -> Any:
         return json.loads(self.body)
