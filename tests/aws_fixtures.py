@@ -56,9 +56,9 @@ class Request:
 class Receiver:
     """An HTTP server on 127.0.0.1 that records every request and answers as told:
     ``fail(n, status)`` answers the next ``n`` requests with ``status``; ``refuse_for(s)``
-    answers 503 to everything for ``s`` seconds; ``hold()`` keeps each request unanswered
-    until ``release()``; ``stop()`` takes it down (connections refused) and ``start()``
-    brings it back on the same port."""
+    answers 503 to everything for ``s`` seconds from the next request on; ``hold()`` keeps
+    each request unanswered until ``release()``; ``stop()`` takes it down (connections
+    refused) and ``start()`` brings it back on the same port."""
 
     port: int = field(default_factory=free_port)
     requests: list[Request] = field(default_factory=list)
@@ -66,6 +66,7 @@ class Receiver:
     fail_status: int = 503
     fail_headers: dict[str, str] = field(default_factory=dict)
     refusing_until: float = 0.0  # time.monotonic() before which every request gets 503
+    refuse_seconds: float = 0.0  # an outage starting with the next request
     held: threading.Event | None = None
     _server: ThreadingHTTPServer | None = None
     _cond: threading.Condition = field(default_factory=threading.Condition)
@@ -78,8 +79,7 @@ class Receiver:
         self.failures, self.fail_status, self.fail_headers = times, status, headers
 
     def refuse_for(self, seconds: float, status: int = 503) -> None:
-        self.fail_status = status
-        self.refusing_until = time.monotonic() + seconds
+        self.fail_status, self.refuse_seconds = status, seconds
 
     def hold(self) -> None:
         self.held = threading.Event()
@@ -101,6 +101,9 @@ class Receiver:
                 with receiver._cond:
                     receiver.requests.append(request)
                     receiver._cond.notify_all()
+                    if receiver.refuse_seconds:
+                        receiver.refusing_until = request.at + receiver.refuse_seconds
+                        receiver.refuse_seconds = 0.0
                     failing = receiver.failures > 0
                     if failing:
                         receiver.failures -= 1

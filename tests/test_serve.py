@@ -281,6 +281,10 @@ def test_served_jobs_are_traced(
         "upload",
         "webhook",
     } <= children
+    (attempt,) = [e for e in ok.events if e.name == "webhook.attempt"]
+    assert attempt.attributes["http.response.status_code"] == 200
+    assert attempt.attributes["webhook.id"] == webhook_id("traced-1", "video.completed")
+    assert ok.attributes["webhook.outcome"] == "delivered"
     assert failed.attributes["error.code"] == "input_unreadable"
     assert failed.status.status_code.name == "ERROR"
     telemetry.shutdown()
@@ -467,26 +471,30 @@ def test_undelivered_webhook_is_handed_on_and_does_not_fail_the_render(
 def test_webhooks_outlast_a_receiver_that_refuses_for_a_while(
     aws: Aws, media: Media, receiver: Receiver, make_worker: Any
 ) -> None:
-    # In production the backend refuses for two minutes and the schedule is 30 s, 2 min,
-    # 10 min...; here it refuses for 2 s, the first round lasts 1 s and the schedule is
-    # 1 s, 1 s, 2 s (worker_env): the same story in seconds.
+    # In production the backend refuses for two minutes from the first webhook on and the
+    # schedule is 30 s, 2 min, 10 min...; here it refuses for 2 s, the first round lasts 1 s
+    # and the schedule is 1 s, 1 s, 2 s (worker_env): the same story in seconds.
+    # Two workers, each rendering and delivering from the same queues.
     recorder = Recorder()
-    worker = make_worker(hooks=recorder, GPU_WORKER_WEBHOOK_TIMEOUT="1", GPU_WORKER_CONCURRENCY="2")
+    workers = [make_worker(hooks=recorder, GPU_WORKER_WEBHOOK_TIMEOUT="1") for _ in range(2)]
     clip = aws.put("a.mp4", media.clip)
     job_ids = [f"outage-{n}" for n in range(3)]
     receiver.refuse_for(2.0)
     for job_id in job_ids:
         aws.send(json.dumps(job(aws, [clip], job_id=job_id)))
-    thread = threading.Thread(target=worker.run)
-    thread.start()
+    threads = [threading.Thread(target=worker.run) for worker in workers]
+    for thread in threads:
+        thread.start()
     try:
         receiver.wait_for_accepted(3, timeout=30)
         deadline = time.monotonic() + 5
         while aws.waiting(aws.webhook_queue_url) and time.monotonic() < deadline:
             time.sleep(0.1)
     finally:
-        worker.shutdown.request()
-        thread.join(10)
+        for worker in workers:
+            worker.shutdown.request()
+        for thread in threads:
+            thread.join(10)
 
     expected = {webhook_id(j, "video.completed"): j for j in job_ids}
     accepted = receiver.accepted()

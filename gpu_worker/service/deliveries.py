@@ -10,8 +10,7 @@ receive (no render resources held). The first comes after the schedule's first d
 message's ``DelaySeconds``); a failed attempt hides the message for the next delay (its
 visibility timeout), so the message's receive count is its attempt number: 30 s, 2 min,
 10 min, 30 min, 1 h, then hourly, until ``GPU_WORKER_WEBHOOK_RETRY_HOURS`` have passed since
-the first failure. Nothing is re-sent or copied while it waits, so a webhook is never pending
-twice.
+the first failure. Nothing is re-sent or copied while it waits.
 
 A non-retryable answer (any other 4xx, an address the guard refuses) or the end of the
 schedule moves the delivery to the webhook dead-letter queue, logged as an error (the
