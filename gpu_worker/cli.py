@@ -19,7 +19,15 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from gpu_worker.errors import GpuWorkerError, InputForbidden, InvalidJob, UnsupportedInput
+from gpu_worker.errors import (
+    DecoderUnavailable,
+    EncoderUnavailable,
+    GpuWorkerError,
+    HardwareFault,
+    InputForbidden,
+    InvalidJob,
+    UnsupportedInput,
+)
 
 if TYPE_CHECKING:
     from gpu_worker.settings import Settings
@@ -106,7 +114,7 @@ def cmd_render(args: argparse.Namespace) -> int:
     from gpu_worker.observability.jsonlines import JsonLinesSpanExporter
     from gpu_worker.observability.setup import setup_telemetry
     from gpu_worker.observability.spans import traced_job
-    from gpu_worker.render.encoder import choose_encoder
+    from gpu_worker.render.encoder import SOFTWARE, choose_encoder
     from gpu_worker.render.pipeline import render_job
 
     settings: Settings = args.settings
@@ -123,16 +131,20 @@ def cmd_render(args: argparse.Namespace) -> int:
         with traced_job(telemetry, job.job_id) as jt:
             encoder = choose_encoder(settings.encoder)
             jt.worker_kind = encoder.kind
-            result = render_job(
-                job,
-                base_dir=base_dir,
-                output=output,
-                progress=progress,
-                clock=jt.clock,
-                encoder=encoder,
-                limits=settings.limits,
-                decoder=settings.decoder,
-            )
+            common: dict[str, Any] = {
+                "base_dir": base_dir,
+                "output": output,
+                "progress": progress,
+                "clock": jt.clock,
+                "limits": settings.limits,
+            }
+            try:
+                result = render_job(job, encoder=encoder, decoder=settings.decoder, **common)
+            except HardwareFault as fault:  # the GPU's fault: the CPU path renders it again
+                log.warning("%s; rendering again on the CPU", fault.message)
+                jt.set(**{"encoder.fallback": True})
+                software = choose_encoder(SOFTWARE)
+                result = render_job(job, encoder=software, decoder="cpu", **common)
             jt.result(result)
     finally:
         progress.close()
@@ -227,15 +239,20 @@ def cmd_fonts(args: argparse.Namespace) -> int:
 def cmd_doctor(args: argparse.Namespace) -> int:
     from gpu_worker.doctor import run_doctor
 
-    return run_doctor(args.settings, quick=args.quick)
+    return run_doctor(args.settings, quick=args.quick, serving=args.serving)
 
 
 def cmd_serve(args: argparse.Namespace) -> int:
     from gpu_worker.observability.setup import setup_telemetry
     from gpu_worker.observability.spans import delivery_hooks, serve_hooks
-    from gpu_worker.service.worker import serve
+    from gpu_worker.service.worker import check_codecs, serve
 
     settings: Settings = args.settings.require_serving()
+    try:
+        check_codecs(settings)
+    except (EncoderUnavailable, DecoderUnavailable) as exc:  # this machine's fault: exit 1
+        print(exc.one_line(), file=sys.stderr)
+        return EXIT_INTERNAL
     telemetry = setup_telemetry()
     try:
         return serve(
@@ -318,6 +335,11 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("doctor", help="versions, encoders, NVENC probe, fonts")
     p.add_argument("--quick", action="store_true", help="fast health check (exit 0 = healthy)")
+    p.add_argument(
+        "--serving",
+        action="store_true",
+        help="health of the running `gpu-worker serve` (its health file; exit 0 = healthy)",
+    )
     p.set_defaults(func=cmd_doctor)
 
     p = sub.add_parser("serve", help="take jobs from SQS (configured by environment)")

@@ -23,6 +23,7 @@ from gpu_worker.render.encoder import (
     encoder_options,
     nvenc_probe,
 )
+from gpu_worker.service.health import read_health
 from gpu_worker.settings import Settings
 
 H264_ENCODERS = (X264, NVENC, "h264_vaapi", "h264_qsv", "h264_v4l2m2m")
@@ -47,8 +48,13 @@ def encode_smoke(name: str, frames: int = 8) -> int:
     return len(buffer.getvalue())
 
 
-def run_doctor(settings: Settings, quick: bool = False) -> int:
-    """Print the report; exit 0 when this machine can render, 1 otherwise."""
+def run_doctor(settings: Settings, quick: bool = False, serving: bool = False) -> int:
+    """Print the report; exit 0 when this machine can render, 1 otherwise. ``serving``
+    checks the running ``gpu-worker serve`` instead, through its health file."""
+    if serving:
+        healthy, line = read_health(settings.health_file)
+        print(f"{'ok' if healthy else 'unhealthy'}: {line}")
+        return 0 if healthy else 1
     ok = True
     try:
         choice = choose_encoder(settings.encoder)

@@ -16,6 +16,7 @@
     ├── TransientError             transient      (network, S3/SQS 5xx, throttling: try again later)
     ├── InvalidConfig              invalid_config (a bad environment variable: the worker's fault)
     └── InternalError              internal       (a bug or an environment fault)
+        └── HardwareFault          hardware_fault (NVENC/NVDEC failed: render again on the CPU)
 
 Library exceptions (PyAV, botocore, HTTP) are translated into these at one boundary each,
 always with ``raise Ours(...) from exc``. Whether a job is retried is decided by the class,
@@ -136,3 +137,11 @@ class InternalError(GpuWorkerError):
 
     code = "internal"
     permanent = False
+
+
+class HardwareFault(InternalError):
+    """The GPU encoder or decoder failed (at open or mid-stream): the worker's fault, never
+    the job's. The job is rendered again on the CPU path (FFmpeg's decoders, libx264), where
+    an input that really cannot be decoded is told apart as ``input_unreadable``."""
+
+    code = "hardware_fault"

@@ -286,6 +286,8 @@ def decode_job_text(text: str | bytes) -> Any:
         return json.loads(text)
     except (json.JSONDecodeError, UnicodeDecodeError) as exc:
         raise InvalidJob(f"the job is not valid JSON: {exc}") from exc
+    except RecursionError:
+        raise InvalidJob("the job is not valid JSON: it is nested too deeply") from None
 
 
 def load_job(path: Path) -> Job:

@@ -217,6 +217,7 @@ class Settings(BaseSettings):
         "GPU_WORKER_WEBHOOK_RETRY_HOURS", 24.0
     )
     ecs_agent_uri: Text = _var("ECS_AGENT_URI")
+    health: Folder = _var("GPU_WORKER_HEALTH_FILE")
 
     # The render (both commands).
     encoder: EncoderName = _var("GPU_WORKER_ENCODER", "auto")
@@ -307,6 +308,11 @@ class Settings(BaseSettings):
     @property
     def scratch_dir(self) -> Path:
         return self.scratch or Path(tempfile.gettempdir()) / "gpu-worker"
+
+    @property
+    def health_file(self) -> Path:
+        """Where ``serve`` writes its health and ``doctor --serving`` reads it."""
+        return self.health or self.scratch_dir / "health.json"
 
     @property
     def limits(self) -> Limits:

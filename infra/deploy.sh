@@ -1,12 +1,18 @@
 #!/usr/bin/env bash
 # Build both images, push them to ECR, deploy the CloudFormation stack. One command:
 #
-#   infra/deploy.sh [STACK_NAME] [extra `aws cloudformation deploy` parameter overrides...]
+#   infra/deploy.sh [--dry-run] [STACK_NAME] [extra template parameters as Name=Value...]
 #
 #   AWS_REGION=eu-west-1 ALWAYS_ON=cpu infra/deploy.sh gpu-worker AlarmEmail=ops@example.com
+#   AWS_REGION=eu-west-1 infra/deploy.sh --dry-run gpu-worker     # what it would change
 #
-# Needs: the AWS CLI v2 with credentials, Docker with buildx (and QEMU binfmt for the arm64
-# half of the CPU image when building on x86_64). Environment knobs:
+# --dry-run builds nothing and changes nothing: it validates the template, resolves every
+# parameter (VPC, subnets, secret, image URIs) and prints the change set CloudFormation would
+# execute, then deletes that change set again (and, for a stack that does not exist yet, the
+# empty REVIEW_IN_PROGRESS stack CloudFormation makes to hold it).
+#
+# Needs: the AWS CLI with credentials, Docker with buildx (and QEMU binfmt for the arm64
+# half of the CPU image when building on x86_64; not for --dry-run). Environment knobs:
 #   AWS_REGION        region (default: the CLI's configured region)
 #   VPC_ID            VPC (default: the account's default VPC)
 #   SUBNET_IDS        comma-separated subnets (default: the default VPC's subnets)
@@ -15,13 +21,25 @@
 #   WEBHOOK_URL       the worker's webhook (default: none)
 #   WEBHOOK_SECRET_ARN an existing secret; default: <stack>/webhook-secret, created if missing
 #   SKIP_BUILD=1      deploy images already pushed under IMAGE_TAG
+# The base and collector images come from infra/images.env.
 set -euo pipefail
 
 here=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
 root=$(cd "$here/.." && pwd)
+template="$here/template.yaml"
+# CloudFormation takes a template body of at most 51,200 bytes inline.
+template_limit=51200
 
+dry_run=0
+if [[ "${1:-}" == --dry-run ]]; then
+    dry_run=1
+    shift
+fi
 stack=${1:-gpu-worker}
 shift || true
+
+# shellcheck source=infra/images.env
+. "$here/images.env"
 
 region=${AWS_REGION:-${AWS_DEFAULT_REGION:-$(aws configure get region || true)}}
 if [[ -z "$region" ]]; then
@@ -30,12 +48,21 @@ if [[ -z "$region" ]]; then
 fi
 export AWS_REGION=$region AWS_DEFAULT_REGION=$region
 
+log() { printf '\n==> %s\n' "$*" >&2; }
+
+template_bytes=$(wc -c <"$template")
+if ((template_bytes > template_limit)); then
+    echo "deploy: $template is $template_bytes bytes, over CloudFormation's inline limit" \
+        "of $template_limit; shorten it (comments count)" >&2
+    exit 2
+fi
+log "validating $template ($template_bytes bytes)"
+aws cloudformation validate-template --template-body "file://$template" >/dev/null
+
 account=$(aws sts get-caller-identity --query Account --output text)
 registry="$account.dkr.ecr.$region.amazonaws.com"
 tag=${IMAGE_TAG:-$(git -C "$root" rev-parse --short=12 HEAD 2>/dev/null || date +%Y%m%d%H%M%S)}
 always_on=${ALWAYS_ON:-gpu}
-
-log() { printf '\n==> %s\n' "$*" >&2; }
 
 ensure_repository() {
     local name=$1
@@ -56,7 +83,9 @@ cuda_repo="$stack/cuda"
 cpu_image="$registry/$cpu_repo:$tag"
 cuda_image="$registry/$cuda_repo:$tag"
 
-if [[ "${SKIP_BUILD:-0}" != 1 ]]; then
+if ((dry_run)); then
+    log "dry run: would build $cpu_image and $cuda_image from $PYTHON_IMAGE"
+elif [[ "${SKIP_BUILD:-0}" != 1 ]]; then
     ensure_repository "$cpu_repo"
     ensure_repository "$cuda_repo"
     log "logging in to $registry"
@@ -64,12 +93,14 @@ if [[ "${SKIP_BUILD:-0}" != 1 ]]; then
 
     log "building and pushing $cpu_image (linux/amd64, linux/arm64)"
     docker buildx build --file "$root/Dockerfile.cpu" \
+        --build-arg "PYTHON_IMAGE=$PYTHON_IMAGE" \
         --platform linux/amd64,linux/arm64 \
         --provenance=false \
         --tag "$cpu_image" --push "$root"
 
     log "building and pushing $cuda_image (linux/amd64)"
     docker buildx build --file "$root/Dockerfile.cuda" \
+        --build-arg "PYTHON_IMAGE=$PYTHON_IMAGE" \
         --platform linux/amd64 \
         --provenance=false \
         --tag "$cuda_image" --push "$root"
@@ -84,6 +115,10 @@ if [[ -z "$vpc" || "$vpc" == None ]]; then
 fi
 subnets=${SUBNET_IDS:-$(aws ec2 describe-subnets --filters "Name=vpc-id,Values=$vpc" \
     --query 'Subnets[].SubnetId' --output text | tr '\t' ',')}
+if [[ -z "$subnets" || "$subnets" == None ]]; then
+    echo "deploy: no subnets in $vpc; set SUBNET_IDS" >&2
+    exit 2
+fi
 
 # The webhook signing secret lives in Secrets Manager, never in the template or environment.
 secret_arn=${WEBHOOK_SECRET_ARN:-}
@@ -91,7 +126,10 @@ if [[ -z "$secret_arn" ]]; then
     secret_name="$stack/webhook-secret"
     secret_arn=$(aws secretsmanager describe-secret --secret-id "$secret_name" \
         --query ARN --output text 2>/dev/null || true)
-    if [[ -z "$secret_arn" ]]; then
+    if [[ -z "$secret_arn" && $dry_run == 1 ]]; then
+        log "dry run: would create secret $secret_name"
+        secret_arn="arn:aws:secretsmanager:$region:$account:secret:$secret_name-dryrun"
+    elif [[ -z "$secret_arn" ]]; then
         log "creating secret $secret_name (whsec_ + 32 random bytes, base64)"
         secret_arn=$(aws secretsmanager create-secret --name "$secret_name" \
             --description "gpu-worker webhook signing secret" \
@@ -100,21 +138,118 @@ if [[ -z "$secret_arn" ]]; then
     fi
 fi
 
-log "deploying stack $stack in $region (always on: $always_on)"
-aws cloudformation deploy \
-    --stack-name "$stack" \
-    --template-file "$here/template.yaml" \
-    --capabilities CAPABILITY_NAMED_IAM \
-    --no-fail-on-empty-changeset \
-    --parameter-overrides \
-        "AlwaysOnService=$always_on" \
-        "GpuImageUri=$cuda_image" \
-        "CpuImageUri=$cpu_image" \
-        "VpcId=$vpc" \
-        "SubnetIds=$subnets" \
-        "WebhookUrl=${WEBHOOK_URL:-}" \
-        "WebhookSecretArn=$secret_arn" \
-        "$@"
+# Every parameter the stack gets; later Name=Value arguments override earlier ones.
+overrides=(
+    "AlwaysOnService=$always_on"
+    "GpuImageUri=$cuda_image"
+    "CpuImageUri=$cpu_image"
+    "AdotImage=$ADOT_IMAGE"
+    "VpcId=$vpc"
+    "SubnetIds=$subnets"
+    "WebhookUrl=${WEBHOOK_URL:-}"
+    "WebhookSecretArn=$secret_arn"
+    "$@"
+)
 
-aws cloudformation describe-stacks --stack-name "$stack" \
-    --query 'Stacks[0].Outputs[].[OutputKey,OutputValue]' --output table
+if ((!dry_run)); then
+    log "deploying stack $stack in $region (always on: $always_on)"
+    aws cloudformation deploy \
+        --stack-name "$stack" \
+        --template-file "$template" \
+        --capabilities CAPABILITY_NAMED_IAM \
+        --no-fail-on-empty-changeset \
+        --parameter-overrides "${overrides[@]}"
+
+    aws cloudformation describe-stacks --stack-name "$stack" \
+        --query 'Stacks[0].Outputs[].[OutputKey,OutputValue]' --output table
+    exit 0
+fi
+
+# ------------------------------------------------------------------ dry run: the change set
+json_string() {
+    local s=$1
+    s=${s//\\/\\\\}
+    s=${s//\"/\\\"}
+    printf '"%s"' "$s"
+}
+# (plain arrays, no associative ones: macOS still ships bash 3.2)
+names=()
+values=()
+for pair in "${overrides[@]}"; do
+    if [[ "$pair" != *=* ]]; then
+        echo "deploy: parameter '$pair' is not Name=Value" >&2
+        exit 2
+    fi
+    name=${pair%%=*}
+    slot=${#names[@]}
+    for ((i = 0; i < ${#names[@]}; i++)); do
+        [[ "${names[$i]}" == "$name" ]] && slot=$i
+    done
+    names[slot]=$name
+    values[slot]=${pair#*=}
+done
+log "dry run: parameters (the others keep the template's defaults)"
+parameters_json="["
+for ((i = 0; i < ${#names[@]}; i++)); do
+    printf '  %s=%s\n' "${names[$i]}" "${values[$i]}" >&2
+    parameters_json+="{\"ParameterKey\":$(json_string "${names[$i]}"),"
+    parameters_json+="\"ParameterValue\":$(json_string "${values[$i]}")},"
+done
+parameters_json="${parameters_json%,}]"
+parameters_file=$(mktemp)
+
+status=$(aws cloudformation describe-stacks --stack-name "$stack" \
+    --query 'Stacks[0].StackStatus' --output text 2>/dev/null || true)
+if [[ -z "$status" || "$status" == REVIEW_IN_PROGRESS ]]; then
+    change_type=CREATE
+else
+    change_type=UPDATE
+fi
+change_set="dry-run-$(date +%Y%m%d%H%M%S)"
+
+cleanup() {
+    rm -f "$parameters_file"
+    if [[ $change_type == CREATE ]]; then
+        # The empty stack CloudFormation made to hold the change set (no resources); deleting
+        # it deletes the change set with it.
+        aws cloudformation delete-stack --stack-name "$stack" >/dev/null 2>&1 || true
+    else
+        aws cloudformation delete-change-set --stack-name "$stack" \
+            --change-set-name "$change_set" >/dev/null 2>&1 || true
+    fi
+}
+trap cleanup EXIT
+
+printf '%s\n' "$parameters_json" >"$parameters_file"
+log "dry run: change set $change_set ($change_type of stack $stack in $region)"
+aws cloudformation create-change-set \
+    --stack-name "$stack" \
+    --change-set-name "$change_set" \
+    --change-set-type "$change_type" \
+    --template-body "file://$template" \
+    --capabilities CAPABILITY_NAMED_IAM \
+    --parameters "file://$parameters_file" >/dev/null
+# One call per poll: the first line is the status, the others the changes.
+while :; do
+    described=$(aws cloudformation describe-change-set \
+        --stack-name "$stack" --change-set-name "$change_set" --output text \
+        --query '[[Status, StatusReason], Changes[].ResourceChange.[Action, LogicalResourceId, ResourceType, Replacement]]')
+    read -r cs_status cs_reason <<<"$(head -n 1 <<<"$described")"
+    [[ "$cs_status" == CREATE_PENDING || "$cs_status" == CREATE_IN_PROGRESS ]] || break
+    sleep 3
+done
+if [[ "$cs_status" != CREATE_COMPLETE ]]; then
+    echo "deploy: change set $cs_status: $cs_reason" >&2
+    [[ "$cs_reason" == *"didn't contain changes"* ]] && exit 0
+    exit 1
+fi
+changes=$(tail -n +2 <<<"$described")
+if [[ -z "$changes" ]]; then
+    echo "(the change set lists no resource changes)"
+else
+    printf '\n%-8s %-32s %-48s %s\n' ACTION RESOURCE TYPE REPLACEMENT
+    while IFS=$'\t' read -r action logical kind replacement; do
+        printf '%-8s %-32s %-48s %s\n' "$action" "$logical" "$kind" "$replacement"
+    done <<<"$changes"
+fi
+log "dry run: nothing was built, created or changed"

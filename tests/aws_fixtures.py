@@ -8,7 +8,10 @@ from __future__ import annotations
 
 import base64
 import json
+import os
 import socket
+import subprocess
+import sys
 import threading
 import time
 import uuid
@@ -23,6 +26,8 @@ import pytest
 from botocore.config import Config
 
 from examples import samples
+from gpu_worker.service.worker import Worker
+from gpu_worker.settings import Settings
 
 REGION = "us-east-1"
 CREDENTIALS = {
@@ -31,6 +36,9 @@ CREDENTIALS = {
     "AWS_SESSION_TOKEN": "testing",
 }
 SECRET = "whsec_" + base64.b64encode(b"0123456789abcdef0123456789abcdef").decode()
+
+
+REPO = Path(__file__).resolve().parent.parent
 
 
 def free_port() -> int:
@@ -388,3 +396,75 @@ def job(aws: Aws, clips: list[str], **extra: Any) -> dict[str, Any]:
         "clips": [{"uri": uri} for uri in clips],
         **extra,
     }
+
+
+# ------------------------------------------------------------------ workers
+
+
+@pytest.fixture
+def make_worker(aws: Aws, receiver: Receiver, tmp_path: Path) -> Iterator[Any]:
+    made: list[Worker] = []
+
+    def make(s3: Any = None, hooks: Any = None, **env: str) -> Worker:
+        settings = Settings.from_env(worker_env(aws, receiver.url, tmp_path / "scratch", **env))
+        worker = Worker(settings, sqs=aws.sqs, s3=s3 or aws.s3, job_hooks=hooks)
+        worker.open()
+        made.append(worker)
+        return worker
+
+    yield make
+    for worker in made:
+        worker.close()
+
+
+class Serve:
+    """`python -m gpu_worker serve` in a subprocess, its log read line by line."""
+
+    def __init__(self, env: dict[str, str]) -> None:
+        full = {**os.environ, **env, "PYTHONUNBUFFERED": "1"}
+        self.process = subprocess.Popen(
+            [sys.executable, "-m", "gpu_worker", "serve"],
+            cwd=REPO,
+            env=full,
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.PIPE,
+            text=True,
+        )
+        self.lines: list[str] = []
+        self._cond = threading.Condition()
+        threading.Thread(target=self._read, daemon=True).start()
+
+    def _read(self) -> None:
+        assert self.process.stderr is not None
+        for line in self.process.stderr:
+            with self._cond:
+                self.lines.append(line.rstrip())
+                self._cond.notify_all()
+
+    def wait_for(self, text: str, timeout: float = 30.0) -> None:
+        deadline = time.monotonic() + timeout
+        with self._cond:
+            while not any(text in line for line in self.lines):
+                left = deadline - time.monotonic()
+                if left <= 0 or self.process.poll() is not None:
+                    log = "\n".join(self.lines[-30:])
+                    raise AssertionError(f"no log line with {text!r}:\n{log}")
+                self._cond.wait(min(left, 0.2))
+
+    def stop(self) -> None:
+        if self.process.poll() is None:
+            self.process.kill()
+        self.process.wait()
+
+
+@pytest.fixture
+def serve() -> Iterator[Any]:
+    started: list[Serve] = []
+
+    def start(env: dict[str, str]) -> Serve:
+        started.append(Serve(env))
+        return started[-1]
+
+    yield start
+    for process in started:
+        process.stop()

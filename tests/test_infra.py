@@ -189,9 +189,77 @@ def test_deploy_script_parses() -> None:
     assert "set -euo pipefail" in script.read_text()
     shellcheck = shutil.which("shellcheck")
     if shellcheck is not None:
-        for path in (script, ROOT / "infra" / "install-worker.sh"):
-            proc = subprocess.run([shellcheck, str(path)], capture_output=True, text=True)
+        for name in ("deploy.sh", "install-worker.sh", "pin-images.sh"):
+            # -x from the root: follow the `. infra/images.env` the scripts source
+            proc = subprocess.run(
+                [shellcheck, "-x", f"infra/{name}"], capture_output=True, text=True, cwd=ROOT
+            )
             assert proc.returncode == 0, proc.stdout + proc.stderr
+
+
+def test_template_fits_cloudformations_inline_limit() -> None:
+    # infra/deploy.sh hands the template to CloudFormation inline (--template-body /
+    # --template-file without --s3-bucket), which takes at most 51,200 bytes.
+    size = TEMPLATE_PATH.stat().st_size
+    assert size <= 51_200, f"template is {size} bytes: shorten it or deploy it through S3"
+
+
+# ------------------------------------------------------------------ pinned images
+
+
+def _pins() -> dict[str, str]:
+    lines = (ROOT / "infra" / "images.env").read_text().splitlines()
+    return dict(line.split("=", 1) for line in lines if line and not line.startswith("#"))
+
+
+def test_images_are_pinned_in_one_place(template: dict[str, Any]) -> None:
+    pins = _pins()
+    assert set(pins) == {"PYTHON_IMAGE", "ADOT_IMAGE"}
+    # a patch release and its digest; the collector by release (digest when known)
+    assert re.fullmatch(
+        r"python:3\.11\.\d+-slim-bookworm@sha256:[0-9a-f]{64}", pins["PYTHON_IMAGE"]
+    )
+    assert re.fullmatch(
+        r"public\.ecr\.aws/aws-observability/aws-otel-collector:v\d+\.\d+\.\d+(@sha256:[0-9a-f]{64})?",
+        pins["ADOT_IMAGE"],
+    )
+    # the copies that need a literal default agree (infra/pin-images.sh writes them)
+    for dockerfile in DOCKERFILES:
+        args = [rest for kw, rest in _instructions(dockerfile) if kw == "ARG"]
+        assert f"PYTHON_IMAGE={pins['PYTHON_IMAGE']}" in args, (
+            f"run infra/pin-images.sh ({dockerfile.name})"
+        )
+    assert template["Parameters"]["AdotImage"]["Default"] == pins["ADOT_IMAGE"], (
+        "run infra/pin-images.sh"
+    )
+    # and deploy.sh builds and deploys with those values, not with the defaults
+    deploy = (ROOT / "infra" / "deploy.sh").read_text()
+    assert '. "$here/images.env"' in deploy
+    assert deploy.count('--build-arg "PYTHON_IMAGE=$PYTHON_IMAGE"') == 2
+    assert '"AdotImage=$ADOT_IMAGE"' in deploy
+
+
+def test_pin_script_writes_the_pins(tmp_path: Path) -> None:
+    # On a copy whose defaults are stale, the script brings them back to images.env.
+    (tmp_path / "infra").mkdir()
+    for name in ("infra/pin-images.sh", "infra/images.env", "infra/template.yaml"):
+        shutil.copy(ROOT / name, tmp_path / name)
+    for dockerfile in DOCKERFILES:
+        text = dockerfile.read_text()
+        (tmp_path / dockerfile.name).write_text(
+            re.sub(r"(?m)^ARG PYTHON_IMAGE=.*$", "ARG PYTHON_IMAGE=python:3.11-slim", text)
+        )
+    template_text = TEMPLATE_PATH.read_text()
+    stale = template_text.replace(_pins()["ADOT_IMAGE"], "example/collector:old")
+    assert stale != template_text
+    (tmp_path / "infra" / "template.yaml").write_text(stale)
+    proc = subprocess.run(
+        ["bash", str(tmp_path / "infra" / "pin-images.sh")], capture_output=True, text=True
+    )
+    assert proc.returncode == 0, proc.stderr
+    assert (tmp_path / "infra" / "template.yaml").read_text() == template_text
+    for dockerfile in DOCKERFILES:
+        assert (tmp_path / dockerfile.name).read_text() == dockerfile.read_text()
 
 
 # ------------------------------------------------------------------ GPU and Fargate tasks
@@ -222,8 +290,10 @@ def test_gpu_service_runs_on_gpu_instances(template: dict[str, Any], resources: 
     }
     params = template["Parameters"]
     assert params["GpuInstanceTypes"]["Default"] == "g4dn.xlarge"
-    assert "/ecs/optimized-ami/" in params["GpuAmiId"]["Default"]
-    assert "/gpu/" in params["GpuAmiId"]["Default"]
+    # Amazon Linux 2 is past its end of support: the AL2023 GPU AMI by default
+    assert params["GpuAmiId"]["Default"] == (
+        "/aws/service/ecs/optimized-ami/amazon-linux-2023/gpu/recommended/image_id"
+    )
     launch = resources["GpuLaunchTemplate"]["Properties"]["LaunchTemplateData"]
     assert launch["ImageId"] == {"Ref": "GpuAmiId"}
 
@@ -310,8 +380,6 @@ def test_webhooks_have_a_retry_queue_and_a_dead_letter_queue_every_worker_uses(
     # a safety net only: far above the ~30 receives of a day of attempts
     assert redrive["maxReceiveCount"] >= 400
     # a webhook waits in the queue for its whole schedule: retention outlasts the longest one
-    retry_hours = template["Parameters"]["WebhookRetryHours"]
-    assert (retry_hours["Default"], retry_hours["MaxValue"]) == (24, 336)
     for name in ("WebhookQueue", "WebhookDeadLetterQueue"):
         assert resources[name]["Properties"]["MessageRetentionPeriod"] >= 336 * 3600
     tls = resources["QueuesTlsOnlyPolicy"]["Properties"]["Queues"]
@@ -320,7 +388,6 @@ def test_webhooks_have_a_retry_queue_and_a_dead_letter_queue_every_worker_uses(
         env = _env(_containers(resources, task)["worker"])
         assert env["GPU_WORKER_WEBHOOK_QUEUE_URL"] == {"Ref": "WebhookQueue"}
         assert env["GPU_WORKER_WEBHOOK_DEAD_LETTER_URL"] == {"Ref": "WebhookDeadLetterQueue"}
-        assert env["GPU_WORKER_WEBHOOK_RETRY_HOURS"] == {"Ref": "WebhookRetryHours"}
     outputs = template["Outputs"]
     assert outputs["WebhookDeadLetterQueueUrl"]["Value"] == {"Ref": "WebhookDeadLetterQueue"}
 
@@ -472,10 +539,7 @@ def test_task_role_scopes(resources: dict[str, Any]) -> None:
         "Resource": {"Fn::GetAtt": ["WebhookDeadLetterQueue", "Arn"]},
     }
     # the output check is a HEAD (GetObject) within the output prefix, nowhere else
-    assert "${OutputPrefix}*" in _sub_text(by_sid["CheckOutputs"]["Resource"])
-    assert by_sid["ListOutputs"]["Condition"]["StringLike"]["s3:prefix"] == {
-        "Fn::Sub": "${OutputPrefix}*"
-    }
+    assert "s3:GetObject" in by_sid["WriteOutputs"]["Action"]
     sending = [s for s in by_sid.values() if "sqs:SendMessage" in _as_list(s["Action"])]
     assert {str(s["Resource"]) for s in sending} == {
         str({"Fn::GetAtt": ["WebhookQueue", "Arn"]}),
@@ -592,7 +656,6 @@ def test_dashboard_shows_queue_tasks_and_render_time(resources: dict[str, Any]) 
         "${RenderTimeMetricName}",
         "${WebhookQueueName}",
         "${WebhookDlqName}",
-        "gpu_worker.webhooks",
     ):
         assert needle in body
 

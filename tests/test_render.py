@@ -365,3 +365,15 @@ def test_font_uri_renders_and_bad_font_fails(tmp_path: Path, render: Callable[..
     (tmp_path / "bad.ttf").write_bytes(b"\0" * 100)
     with pytest.raises(InputUnreadable):
         render(job_dict([{"uri": "black.mp4"}], texts=[{**text, "font_uri": "bad.ttf"}]))
+
+
+@pytest.mark.parametrize("brightness", [0.999, 0.75, 0.5, 0.01])
+def test_darken_fades_towards_black_without_wrapping(brightness: float) -> None:
+    from gpu_worker.render.composite import darken
+
+    luma = np.array([[16, 128, 235, 255]], np.uint8)
+    chroma = np.array([[0, 128, 240, 255]], np.uint8)
+    got_y = darken(luma, brightness, 16).astype(float)
+    got_c = darken(chroma, brightness, 128).astype(float)
+    assert np.abs(got_y - (16 + (luma - 16.0) * brightness)).max() <= 1.5
+    assert np.abs(got_c - (128 + (chroma - 128.0) * brightness)).max() <= 1.5

@@ -4,11 +4,8 @@ ECS agent stand-in, and `python -m gpu_worker serve` killed or stopped mid-rende
 from __future__ import annotations
 
 import json
-import os
 import signal
 import struct
-import subprocess
-import sys
 import threading
 import time
 import zlib
@@ -37,8 +34,6 @@ from gpu_worker.service.messages import JobContext, Outcome
 from gpu_worker.service.queue import retry_visibility
 from gpu_worker.service.shutdown import finish_in_time
 from gpu_worker.service.webhook import webhook_id
-from gpu_worker.service.worker import Worker
-from gpu_worker.settings import Settings
 
 pytest_plugins = ["aws_fixtures"]
 
@@ -128,22 +123,6 @@ class Recorder:
 
     def named(self, name: str) -> list[StageRecord]:
         return [s for s in self.stages if s.name == name]
-
-
-@pytest.fixture
-def make_worker(aws: Aws, receiver: Receiver, tmp_path: Path) -> Iterator[Any]:
-    made: list[Worker] = []
-
-    def make(s3: Any = None, hooks: Any = None, **env: str) -> Worker:
-        settings = Settings.from_env(worker_env(aws, receiver.url, tmp_path / "scratch", **env))
-        worker = Worker(settings, sqs=aws.sqs, s3=s3 or aws.s3, job_hooks=hooks)
-        worker.open()
-        made.append(worker)
-        return worker
-
-    yield make
-    for worker in made:
-        worker.close()
 
 
 def webhooks(receiver: Receiver) -> list[dict[str, Any]]:
@@ -595,59 +574,6 @@ def slow_job(aws: Aws, media: Media, job_id: str) -> dict[str, Any]:
         job_id=job_id,
         output={"width": 432, "height": 768, "fps": 30, "quality": "high"},
     )
-
-
-class Serve:
-    """`python -m gpu_worker serve` in a subprocess, its log read line by line."""
-
-    def __init__(self, env: dict[str, str]) -> None:
-        full = {**os.environ, **env, "PYTHONUNBUFFERED": "1"}
-        self.process = subprocess.Popen(
-            [sys.executable, "-m", "gpu_worker", "serve"],
-            cwd=REPO,
-            env=full,
-            stdout=subprocess.DEVNULL,
-            stderr=subprocess.PIPE,
-            text=True,
-        )
-        self.lines: list[str] = []
-        self._cond = threading.Condition()
-        threading.Thread(target=self._read, daemon=True).start()
-
-    def _read(self) -> None:
-        assert self.process.stderr is not None
-        for line in self.process.stderr:
-            with self._cond:
-                self.lines.append(line.rstrip())
-                self._cond.notify_all()
-
-    def wait_for(self, text: str, timeout: float = 30.0) -> None:
-        deadline = time.monotonic() + timeout
-        with self._cond:
-            while not any(text in line for line in self.lines):
-                left = deadline - time.monotonic()
-                if left <= 0 or self.process.poll() is not None:
-                    log = "\n".join(self.lines[-30:])
-                    raise AssertionError(f"no log line with {text!r}:\n{log}")
-                self._cond.wait(min(left, 0.2))
-
-    def stop(self) -> None:
-        if self.process.poll() is None:
-            self.process.kill()
-        self.process.wait()
-
-
-@pytest.fixture
-def serve() -> Iterator[Any]:
-    started: list[Serve] = []
-
-    def start(env: dict[str, str]) -> Serve:
-        started.append(Serve(env))
-        return started[-1]
-
-    yield start
-    for process in started:
-        process.stop()
 
 
 def test_sigkill_mid_render_loses_nothing(

@@ -176,6 +176,7 @@ class Telemetry:
     queue_wait: Histogram = field(init=False)
     frames_per_second: Histogram = field(init=False)
     in_flight: UpDownCounter = field(init=False)
+    fallbacks: Counter = field(init=False)
     webhooks: Counter = field(init=False)
 
     def __post_init__(self) -> None:
@@ -206,6 +207,11 @@ class Telemetry:
         )
         self.in_flight = self.meter.create_up_down_counter(
             "gpu_worker.jobs.in_flight", unit="{job}", description="Jobs being worked on"
+        )
+        self.fallbacks = self.meter.create_counter(
+            "gpu_worker.encoder.fallbacks",
+            unit="{job}",
+            description="Jobs rendered again on the CPU because NVENC or NVDEC failed",
         )
         self.webhooks = self.meter.create_counter(
             "gpu_worker.webhooks",

@@ -54,6 +54,7 @@ INPUT_BYTES, OUTPUT_BYTES = "job.input_bytes", "job.output_bytes"
 QUEUE_WAIT = "job.queue_wait_seconds"
 RENDER_SECONDS = "job.render_seconds"  # first engine stage to result, without fetch/upload
 RENDER_FPS = "job.render_fps"
+FALLBACK = "encoder.fallback"  # true when the GPU failed and the job was rendered on the CPU
 ACCUMULATED = "stage.accumulated"  # on child spans whose time is summed over many frames
 
 # Webhook attempts: events on the job's root span, and spans of queued attempts.
@@ -290,6 +291,8 @@ class ServedJob(Protocol):
     def error(self) -> Exception | None: ...
     @property
     def queue_wait(self) -> float | None: ...
+    @property
+    def fallback(self) -> str | None: ...
 
     @property
     def outcome(self) -> object: ...
@@ -346,7 +349,10 @@ def serve_hooks(telemetry: Telemetry) -> Callable[[ServedJob], AbstractContextMa
                 jt.result(ctx.result)
             if ctx.error is not None:
                 jt.fail(ctx.error)
-            jt.set(**{"job.delivery": str(ctx.outcome)})
+            jt.set(**{"job.delivery": str(ctx.outcome), FALLBACK: ctx.fallback is not None})
+            if ctx.fallback is not None:
+                jt.set(**{"encoder.fallback_reason": ctx.fallback})
+                telemetry.fallbacks.add(1)
 
     return hook
 

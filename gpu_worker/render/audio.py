@@ -17,6 +17,7 @@ from numpy.typing import NDArray
 
 from gpu_worker.job import TransitionType
 from gpu_worker.limits import Limits
+from gpu_worker.render.limiter import Limiter
 from gpu_worker.render.media import av_error, open_input
 from gpu_worker.render.timeline import Placement
 
@@ -159,6 +160,7 @@ class Mixer:
         self.limits = limits
 
     def blocks(self) -> Iterator[F32]:
+        limiter = Limiter(RATE)
         try:
             for b0 in range(0, self.total, BLOCK):
                 b1 = min(self.total, b0 + BLOCK)
@@ -178,8 +180,7 @@ class Mixer:
                     local = np.arange(lo - source.at, hi - source.at)
                     gains = ramp_at(local, source.length, source.fade_in, source.fade_out)
                     mix[:, lo - b0 : hi - b0] += samples * (gains * source.gain)
-                np.clip(mix, -1.0, 1.0, out=mix)
-                yield mix
+                yield limiter(mix)
         finally:
             for source in self.sources:
                 if source.reader is not None:

@@ -17,7 +17,7 @@ import av
 import av.filter
 import av.video.codeccontext
 
-from gpu_worker.errors import InvalidJob
+from gpu_worker.errors import HardwareFault, InvalidJob
 from gpu_worker.job import Clip, Fit
 from gpu_worker.limits import Limits
 from gpu_worker.render.decoder import choose_decoder, cuvid_options
@@ -221,7 +221,11 @@ class ClipReader:
         self.stream.codec_context.thread_count = threads or decode_threads()
         self.width, self.height = width, height
         self.fitter: _Fitter | None = None
-        self.decoder = self._hardware_decoder(info, clip.fit, width, height, decoder)
+        try:
+            self.decoder = self._hardware_decoder(info, clip.fit, width, height, decoder)
+        except BaseException:
+            self.container.close()
+            raise
         self.times = ClipTimes(Stopwatch(), Stopwatch())
         self._origin = self._stream_origin()
         self._decoded: Generator[av.VideoFrame, None, None] = self._decode()
@@ -252,10 +256,7 @@ class ClipReader:
             ctx.options = options
             ctx.open()
         except (av.error.FFmpegError, OSError, ValueError) as exc:
-            log.warning(
-                "%s: %s would not open (%s); decoding on the CPU", self.label, choice.name, exc
-            )
-            return None
+            raise HardwareFault(f"{self.label}: {choice.name} would not open ({exc})") from exc
         return ctx
 
     def _stream_origin(self) -> float:
@@ -287,6 +288,10 @@ class ClipReader:
                 except av.error.EOFError:
                     return
                 except av.error.FFmpegError as exc:
+                    if self.decoder is not None:  # NVDEC: the CPU path decides about the input
+                        raise HardwareFault(
+                            f"{self.label}: {self.decoder.name} failed while decoding ({exc})"
+                        ) from exc
                     raise av_error(self.label, exc) from exc
             for frame in frames:
                 assert isinstance(frame, av.VideoFrame)

@@ -155,5 +155,5 @@ def mix(bottom: U8, top: U8, weight: float) -> U8:
 def darken(plane: U8, brightness: float, black: int) -> U8:
     """Fade a plane towards ``black`` (16 for luma, 128 for chroma) by ``brightness``."""
     b = round(brightness * 256)
-    centred = plane.astype(np.int16) - black
-    return (black + ((centred * b) >> 8)).astype(np.uint8)
+    centred = plane.astype(np.int32) - black  # (255 - 16) * 256 does not fit in int16
+    return np.clip(black + ((centred * b) >> 8), 0, 255).astype(np.uint8)

@@ -53,6 +53,8 @@ def nvdec_probe(codec: str) -> tuple[bool, str]:
 def choose_decoder(codec: str, setting: str = "auto") -> DecoderChoice:
     """The decoder for a stream of ``codec`` under ``setting`` (auto, nvdec or cpu); the
     probe runs once per codec and process."""
+    if codec not in CUVID:  # nothing to force: NVDEC does not decode this codec at all
+        return DecoderChoice(None, f"NVDEC has no decoder for {codec}")
     gpu, why = prefer_hardware(
         setting,
         variable="GPU_WORKER_DECODER",

@@ -48,9 +48,19 @@ class EncoderChoice:
     reason: str  # why it was chosen, for logs and `gpu-worker doctor`
 
     @property
+    def hardware(self) -> bool:
+        """Whether frames are encoded on the GPU (a failure there is the worker's fault)."""
+        return self.name == NVENC
+
+    @property
     def kind(self) -> str:
         """``gpu`` when the video is encoded on the GPU, else ``cpu``."""
-        return "gpu" if self.name == NVENC else "cpu"
+        return "gpu" if self.hardware else "cpu"
+
+    def encode(self, stream: av.VideoStream, frame: av.VideoFrame | None) -> list[av.Packet]:
+        """Packets for ``frame`` (None flushes); the one call through which every frame
+        reaches the encoder, so a test can stand in for a GPU that fails mid-stream."""
+        return stream.encode(frame)
 
 
 def nvenc_probe() -> tuple[bool, str]:
@@ -72,6 +82,9 @@ def nvenc_probe() -> tuple[bool, str]:
     except (av.error.FFmpegError, OSError, ValueError) as exc:
         return False, f"no NVENC session opens here ({exc})"
     return True, "an NVENC session opened"
+
+
+SOFTWARE = "x264"  # the setting of the CPU path a hardware fault falls back to
 
 
 @cache

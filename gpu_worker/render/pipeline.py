@@ -25,6 +25,7 @@ from PIL import Image
 
 from gpu_worker.errors import (
     GpuWorkerError,
+    HardwareFault,
     InternalError,
     InvalidJob,
     LimitExceeded,
@@ -444,7 +445,7 @@ def _encode(
                 if n == poster_n and tmp_poster is not None:
                     to_rgb_image(frame).save(tmp_poster, format="JPEG", quality=90)
                 with encode[top]:
-                    for packet in vstream.encode(frame):
+                    for packet in _encode_video(enc, vstream, frame):
                         out.mux(packet)
                 # Interleave: audio up to the time of the next video frame.
                 horizon = (n + 1) / fps * soundtrack.RATE
@@ -457,7 +458,7 @@ def _encode(
                     progress(n + 1, comp.frames)
             last = max(readers) if readers else comp.placements[-1].index
             with encode[last]:
-                for packet in vstream.encode(None):
+                for packet in _encode_video(enc, vstream, None):
                     out.mux(packet)
             with audio_watch:
                 while pending_audio is not None:
@@ -470,6 +471,18 @@ def _encode(
             for index in list(readers):
                 _close(readers.pop(index), index, clock, composite, encode)
         clock.record("mux_audio", audio_watch.seconds)
+
+
+def _encode_video(
+    enc: EncoderChoice, stream: av.VideoStream, frame: av.VideoFrame | None
+) -> list[av.Packet]:
+    """``enc``'s packets for ``frame``; a GPU encoder's failure is a :class:`HardwareFault`."""
+    try:
+        return enc.encode(stream, frame)
+    except av.error.FFmpegError as exc:
+        if enc.hardware:
+            raise HardwareFault(f"{enc.name} failed while encoding ({exc})") from exc
+        raise
 
 
 def _close(

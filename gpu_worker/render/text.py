@@ -11,7 +11,7 @@ import math
 import unicodedata
 from collections.abc import Callable
 from dataclasses import dataclass
-from functools import cache
+from functools import lru_cache
 from pathlib import Path
 
 import regex
@@ -72,7 +72,12 @@ class Sprite:
     content: Box  # text, stroke and background in frame coordinates (the shadow may spill)
 
 
-@cache
+# Loaded faces by (file, size): bounded, since fonts fetched per job and job-chosen sizes
+# would otherwise pile up in a worker that runs for weeks.
+FONT_CACHE_SIZE = 32
+
+
+@lru_cache(maxsize=FONT_CACHE_SIZE)
 def _font(path: Path, size: float) -> ImageFont.FreeTypeFont:
     return ImageFont.truetype(str(path), size=size, layout_engine=ImageFont.Layout.RAQM)
 

@@ -10,6 +10,7 @@ from __future__ import annotations
 import os
 import shutil
 import threading
+from collections import OrderedDict
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
@@ -20,6 +21,7 @@ from gpu_worker.render.stages import StageClock
 from gpu_worker.service.storage import S3Uri, Storage, allowed_buckets, check_allowed
 
 FONT_MAX_BYTES = 64 * 1024**2
+FONT_CACHE_FILES = 64  # fonts kept per worker, the most recently used
 
 
 @dataclass(frozen=True)
@@ -46,22 +48,31 @@ def plan_inputs(job: Job, configured: frozenset[str] | None) -> tuple[S3Uri, lis
 
 
 class FontCache:
-    """Fonts fetched from S3, validated as fonts once, kept by URI and ETag."""
+    """Fonts fetched from S3, validated as fonts once, kept by URI and ETag; the
+    ``capacity`` most recently used are kept, older files are deleted (a job that still
+    uses one has its own hard link in its folder)."""
 
-    def __init__(self, folder: Path, storage: Storage) -> None:
+    def __init__(self, folder: Path, storage: Storage, capacity: int = FONT_CACHE_FILES) -> None:
         self.folder = folder
         self.storage = storage
+        self.capacity = max(1, capacity)
         self._lock = threading.Lock()
-        self._files: dict[tuple[str, str], Path] = {}
+        self._files: OrderedDict[tuple[str, str], Path] = OrderedDict()
         self._count = 0
 
-    def get(self, item: Input) -> tuple[Path, int]:
-        """The cached, validated font file for ``item`` and the bytes downloaded (0 if cached)."""
+    def __len__(self) -> int:
+        return len(self._files)
+
+    def get(self, item: Input, dest: Path) -> int:
+        """Put the cached, validated font file for ``item`` at ``dest`` (a hard link when it
+        can); the bytes downloaded (0 if it was cached)."""
         key = (str(item.s3), self.storage.etag(item.s3, item.label))
         with self._lock:
             hit = self._files.get(key)
             if hit is not None and hit.exists():
-                return hit, 0
+                self._files.move_to_end(key)
+                _link(hit, dest)
+                return 0
             self._count += 1
             path = self.folder / f"font-{self._count:04d}.bin"
         self.folder.mkdir(parents=True, exist_ok=True)
@@ -73,7 +84,11 @@ class FontCache:
             raise
         with self._lock:
             self._files[key] = path
-        return path, size
+            _link(path, dest)
+            while len(self._files) > self.capacity:
+                _, old = self._files.popitem(last=False)
+                old.unlink(missing_ok=True)
+        return size
 
 
 def _link(source: Path, dest: Path) -> None:
@@ -102,9 +117,8 @@ def fetch_inputs(
             before_each()
         with clock.stage("fetch_inputs", uri=item.uri, bytes=0) as attrs:
             if item.font:
-                cached, size = font_cache.get(item)
                 path = folder / f"font-{n:03d}.bin"
-                _link(cached, path)
+                size = font_cache.get(item, path)
                 attrs["cached"] = size == 0
             else:
                 path = folder / f"input-{n:03d}.bin"

@@ -20,13 +20,20 @@ from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any
 
-from gpu_worker.errors import GpuWorkerError, InternalError
+from gpu_worker.errors import (
+    DecoderUnavailable,
+    EncoderUnavailable,
+    GpuWorkerError,
+    HardwareFault,
+    InternalError,
+)
 from gpu_worker.job import Job, decode_job_text, parse_job
-from gpu_worker.render.encoder import choose_encoder
+from gpu_worker.render.encoder import SOFTWARE, EncoderChoice, choose_encoder
 from gpu_worker.render.pipeline import RenderResult
 from gpu_worker.service import webhook
 from gpu_worker.service.deliveries import DurableSender
 from gpu_worker.service.fetch import FontCache, fetch_inputs, plan_inputs
+from gpu_worker.service.health import Health
 from gpu_worker.service.heartbeat import Heartbeat
 from gpu_worker.service.messages import JobContext, Outcome, best_effort
 from gpu_worker.service.outputs import Rendered, find_rendered
@@ -51,7 +58,9 @@ class JobRunner:
         webhooks: DurableSender,
         protection: TaskProtection,
         shutdown: Shutdown,
+        health: Health,
         render: Callable[..., RenderResult],
+        encoder_for: Callable[[str], EncoderChoice] = choose_encoder,
     ) -> None:
         self.settings = settings
         self.queue = queue
@@ -59,7 +68,9 @@ class JobRunner:
         self.webhooks = webhooks
         self.protection = protection
         self.shutdown = shutdown
+        self.health = health
         self.render = render
+        self.encoder_for = encoder_for  # setting -> encoder; a seam for a GPU that fails
         self.max_receives: int | None = settings.max_receives
         self.root: Path | None = None  # the worker's scratch folder, set by Worker.open()
         self.font_cache: FontCache | None = None
@@ -87,6 +98,8 @@ class JobRunner:
                 log.exception("job %s: internal error", ctx.job_id)
                 ctx.error = InternalError(f"{type(exc).__name__}: {exc}")
             error = ctx.error
+            if self.shutdown.abandoned(ctx.message_id):
+                return Outcome.RELEASED  # released at the stop deadline: not ours to settle
             if error.permanent:
                 self._notify(ctx, webhook.FAILED, error=error, metadata=metadata)
                 return Outcome.FAILED
@@ -124,17 +137,7 @@ class JobRunner:
                 before_each=self._stop_point,
             )
             log.info("job %s: rendering", job.job_id)
-            result = self.render(
-                job,
-                base_dir=folder,
-                output=folder / "output.mp4",
-                fetched=fetched,
-                limits=self.settings.limits,
-                encoder=choose_encoder(self.settings.encoder),
-                decoder=self.settings.decoder,
-                clock=ctx.clock,
-                progress=self._progress(job.job_id),
-            )
+            result = self._render(ctx, job, folder, fetched)
             ctx.result = result
             rendered = Rendered.of(result)
             poster_uri = output_uri.sibling(".jpg") if result.poster is not None else None
@@ -154,6 +157,41 @@ class JobRunner:
             encoder=result.encoder,
             metadata=job.metadata,
         )
+
+    def _render(
+        self, ctx: JobContext, job: Job, folder: Path, fetched: Mapping[str, Path]
+    ) -> RenderResult:
+        """Render on the configured path; when the GPU fails (NVENC or NVDEC, at open or
+        mid-stream: the worker's fault, never the job's), render again on the CPU path from
+        the start, in this process, and count it towards the worker's health."""
+        common: dict[str, Any] = {
+            "base_dir": folder,
+            "output": folder / "output.mp4",
+            "fetched": fetched,
+            "limits": self.settings.limits,
+            "clock": ctx.clock,
+        }
+        try:
+            result = self.render(
+                job,
+                encoder=self.encoder_for(self.settings.encoder),
+                decoder=self.settings.decoder,
+                progress=self._progress(job.job_id),
+                **common,
+            )
+        except (HardwareFault, EncoderUnavailable, DecoderUnavailable) as fault:
+            ctx.fallback = fault.message
+            self.health.rendered(fallback=True, why=fault.message)
+            log.warning("job %s: %s; rendering it again on the CPU", job.job_id, fault.message)
+            return self.render(
+                job,
+                encoder=self.encoder_for(SOFTWARE),
+                decoder="cpu",
+                progress=self._progress(job.job_id),
+                **common,
+            )
+        self.health.rendered(fallback=False)
+        return result
 
     def _stop_point(self) -> None:
         if self.shutdown.requested:

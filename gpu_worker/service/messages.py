@@ -63,6 +63,7 @@ class JobContext:
     error: GpuWorkerError | None = None
     result: RenderResult | None = None
     delivery: webhook.Delivery | None = None
+    fallback: str | None = None  # why the GPU path failed, when the job was rendered on the CPU
     # The job's own trace (a W3C traceparent) when a telemetry hook gave one: webhook
     # attempts made later, from the retry queue, are traced under it.
     own_traceparent: str | None = None
@@ -120,7 +121,7 @@ def best_effort(raw: Any) -> tuple[str | None, dict[str, Any]]:
         try:
             if len(json.dumps(metadata).encode()) <= METADATA_MAX_BYTES:
                 return job_id, metadata
-        except (TypeError, ValueError):
+        except (TypeError, ValueError, RecursionError):
             pass
     return job_id, {}
 

@@ -11,6 +11,9 @@ already rendered only when all of these hold:
 * the poster, when that render wrote one, is there with its recorded size (it is uploaded
   before the MP4, so an MP4 that is there implies it was).
 
+The worker's role may read (``s3:GetObject``) its output prefix but need not list the bucket,
+so S3 answers a HEAD of a missing key with 403, not 404: both mean "not there".
+
 Then the job is not rendered again and ``video.completed`` is sent from the recorded figures:
 a worker killed after the upload and before its webhook was handed on costs one HEAD, not a
 render. Any doubt (no object, another job's object, metadata missing or malformed, a HEAD
@@ -25,7 +28,7 @@ import logging
 from dataclasses import asdict, dataclass
 from typing import Any
 
-from gpu_worker.errors import GpuWorkerError
+from gpu_worker.errors import GpuWorkerError, InputForbidden
 from gpu_worker.job import Job
 from gpu_worker.render.pipeline import RenderResult
 from gpu_worker.service.storage import S3Uri, Storage
@@ -105,14 +108,21 @@ def _recorded(head: dict[str, Any], job: Job) -> Rendered | None:
     return rendered
 
 
+def _head(storage: Storage, uri: S3Uri, label: str) -> dict[str, Any] | None:
+    try:
+        return storage.head(uri, label)
+    except InputForbidden:  # a missing key, to a role that may not list the bucket
+        return None
+
+
 def find_rendered(storage: Storage, job: Job, output_uri: S3Uri) -> Rendered | None:
     """This job's output, when an earlier attempt of it already uploaded it whole."""
     try:
-        head = storage.head(output_uri, "output")
+        head = _head(storage, output_uri, "output")
         rendered = _recorded(head, job) if head is not None else None
         if rendered is None or rendered.poster_bytes is None:
             return rendered
-        poster = storage.head(output_uri.sibling(".jpg"), "poster")
+        poster = _head(storage, output_uri.sibling(".jpg"), "poster")
     except GpuWorkerError as exc:
         log.warning("job %s: cannot tell whether it was rendered before (%s)", job.job_id, exc)
         return None

@@ -27,6 +27,17 @@ class Shutdown:
         self.deadline = deadline
         self.event = threading.Event()
         self.stop_at: float | None = None
+        self._abandoned: set[str] = set()
+        self._lock = threading.Lock()
+
+    def abandon(self, message_id: str) -> None:
+        """The message was released at the stop deadline: its job must not settle it now."""
+        with self._lock:
+            self._abandoned.add(message_id)
+
+    def abandoned(self, message_id: str) -> bool:
+        with self._lock:
+            return message_id in self._abandoned
 
     def request(self) -> None:
         if self.stop_at is None:

@@ -23,6 +23,8 @@ from types import FrameType
 from typing import Any
 
 from gpu_worker.errors import TransientError
+from gpu_worker.render.decoder import choose_decoder
+from gpu_worker.render.encoder import EncoderChoice, choose_encoder
 from gpu_worker.render.pipeline import RenderResult, render_job
 from gpu_worker.service.aws import aws_client
 from gpu_worker.service.deliveries import (
@@ -32,6 +34,7 @@ from gpu_worker.service.deliveries import (
     WebhookQueues,
 )
 from gpu_worker.service.fetch import FontCache
+from gpu_worker.service.health import Health
 from gpu_worker.service.jobs import JobRunner
 from gpu_worker.service.messages import (
     JobContext,
@@ -64,6 +67,7 @@ class Worker:
         job_hooks: JobHooks | None = None,
         delivery_hooks: DeliveryHooks | None = None,
         render: Callable[..., RenderResult] = render_job,
+        encoder_for: Callable[[str], EncoderChoice] = choose_encoder,
     ) -> None:
         self.settings = settings.require_serving()
         assert settings.queue_url is not None and settings.webhook_url is not None
@@ -75,6 +79,7 @@ class Worker:
             retry_delay_max=settings.retry_delay_max,
         )
         self.shutdown = Shutdown(settings.stop_deadline)
+        self.health = Health(settings.health_file, settings.poll_wait)
         self.storage = Storage(s3)
         sender = webhooks or WebhookSender(
             settings.webhook_url,
@@ -102,12 +107,15 @@ class Worker:
             webhooks=DurableSender(sender, queues, settings.webhook_retry_schedule),
             protection=protection or TaskProtection(settings.ecs_agent_uri),
             shutdown=self.shutdown,
+            health=self.health,
             render=render,
+            encoder_for=encoder_for,
         )
         self.job_hooks: JobHooks = job_hooks or no_hooks
         self.root: Path | None = None
         self._lock = threading.Lock()
         self._in_hand: dict[str, str] = {}
+        self._threads: list[threading.Thread] = []
 
     @classmethod
     def from_settings(
@@ -155,30 +163,47 @@ class Worker:
             )
 
     def close(self) -> None:
+        """Stop delivering queued webhooks; remove the scratch folder, unless a job thread
+        still runs in it (past the stop deadline): then it is left for the process's end to
+        make moot."""
         if self.deliverer is not None:
             self.deliverer.stop()
-        if self.root is not None:
-            shutil.rmtree(self.root, ignore_errors=True)
-            self.root = None
+        if self.root is None:
+            return
+        if any(thread.is_alive() for thread in self._threads):
+            log.warning("a job is still running past the stop deadline; %s is kept", self.root)
+            return
+        shutil.rmtree(self.root, ignore_errors=True)
+        self.root = None
 
     def run(self) -> int:
-        """Poll until told to stop; then finish or release what is in hand; 0 when clean."""
-        threads = [
+        """Poll until told to stop; then finish or release what is in hand. 0 when the stop
+        was asked for; 1 when every thread died or the worker gave up on its GPU."""
+        threads = self._threads = [
             threading.Thread(target=self._loop, name=f"worker-{i}", daemon=True)
             for i in range(self.settings.concurrency)
         ]
         for thread in threads:
             thread.start()
+        code = 0
         log.info(
             "serving %s with %d thread(s); last attempt %s",
             self.queue.url,
             len(threads),
             self.max_receives or "unknown",
         )
+        self.health.write(force=True)
         while not self.shutdown.event.wait(0.5):
+            self.health.write()
             if not any(t.is_alive() for t in threads):
                 log.error("every worker thread has stopped")
+                self.health.write(force=True)
                 return 1
+            if self.health.gave_up is not None:
+                log.error("unhealthy: %s; taking no more jobs", self.health.gave_up)
+                self.health.write(force=True)
+                self.shutdown.request()
+                code = 1
         with self._lock:
             busy = len(self._in_hand)
         log.info("stopping: %d job(s) in hand, %.0f s to finish them", busy, self.shutdown.left())
@@ -188,19 +213,24 @@ class Worker:
             leftover = dict(self._in_hand)
         for message_id, receipt in leftover.items():
             log.warning("message %s: still running at the stop deadline; released", message_id)
+            self.shutdown.abandon(message_id)
             self.queue.set_visibility(message_id, receipt, 0)
+        if code == 0:
+            self.health.clear()  # stopped as asked: nothing serves here any more
         log.info("stopped")
-        return 0
+        return code
 
     def _loop(self) -> None:
         failures = 0
-        while not self.shutdown.requested:
+        name = threading.current_thread().name
+        while not self.shutdown.requested and self.health.gave_up is None:
             try:
-                messages = self.queue.receive(self.settings.poll_wait)
+                with self.health.polling(name):
+                    messages = self.queue.receive(self.settings.poll_wait)
                 failures = 0
             except TransientError as exc:
                 failures += 1
-                delay = min(30.0, 2.0**failures)
+                delay = min(30.0, 2.0 ** (failures - 1))  # 1, 2, 4 … 30 s
                 log.warning("cannot receive from the queue (%s); again in %.0f s", exc, delay)
                 self.shutdown.event.wait(delay)
                 continue
@@ -227,7 +257,14 @@ class Worker:
             ctx.job_id = peek_job_id(body)
             with self.job_hooks(ctx):
                 ctx.outcome = self.runner.process(ctx, body)
-                self.queue.settle(ctx)
+                if self.shutdown.abandoned(ctx.message_id):
+                    log.warning(
+                        "message %s: ended after it was released at the stop deadline; "
+                        "left to the worker that has it now",
+                        ctx.message_id,
+                    )
+                else:
+                    self.queue.settle(ctx)
         except Exception:
             log.exception("message %s: unexpected failure; left for redelivery", ctx.message_id)
         finally:
@@ -244,12 +281,22 @@ class Worker:
         return ctx
 
 
+def check_codecs(settings: Settings) -> None:
+    """Open a forced encoder or decoder before taking any message: one that will not open is
+    this machine's fault (``encoder_unavailable``/``decoder_unavailable``, exit 1), so the task
+    is replaced while the jobs wait in the queue for a healthy worker."""
+    choose_encoder(settings.encoder)
+    if settings.decoder == "nvdec":
+        choose_decoder("h264", "nvdec")
+
+
 def serve(
     settings: Settings,
     job_hooks: JobHooks | None = None,
     delivery_hooks: DeliveryHooks | None = None,
 ) -> int:
     """``gpu-worker serve``: serve until SIGTERM/SIGINT; the exit code."""
+    check_codecs(settings)
     worker = Worker.from_settings(settings, job_hooks=job_hooks, delivery_hooks=delivery_hooks)
 
     def stop(signum: int, frame: FrameType | None) -> None:
