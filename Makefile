@@ -3,7 +3,7 @@ PYTHON ?= python3
 VENV   := .venv
 BIN    := $(VENV)/bin
 
-.PHONY: demo test lint install install-test clean
+.PHONY: demo test soak lint install install-test clean
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -26,6 +26,9 @@ demo: install
 
 test: install-test
 	$(BIN)/python -m pytest
+
+soak: install-test
+	$(BIN)/python -m pytest -m soak
 
 lint: install-test
 	$(BIN)/ruff check .

@@ -2,7 +2,11 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
+import numpy as np
 import pytest
+from helpers import read_output
 
 from gpu_worker.errors import DecoderUnavailable
 from gpu_worker.job import Fit
@@ -57,3 +61,34 @@ def test_cuvid_crop_and_resize(
 ) -> None:
     got, w, h = cuvid_options(fit, rotation, stored[0], stored[1], 1080, 1920)
     assert got == options and (w, h) == size
+
+
+@pytest.mark.skipif(NO_NVDEC, reason="no NVDEC session opens here (no NVIDIA GPU)")
+def test_nvdec_renders_what_the_cpu_renders(tmp_path: Path) -> None:
+    # Given an H.264 clip turned by a display matrix, covered into a portrait frame
+    from examples.samples import make_clip
+    from gpu_worker.job import parse_job
+    from gpu_worker.render.encoder import choose_encoder
+    from gpu_worker.render.pipeline import render_job
+
+    clip = make_clip(tmp_path / "a.mp4", width=320, height=180, fps=10, seconds=1.0)
+    job = parse_job(
+        {
+            "version": 1,
+            "job_id": "nvdec",
+            "output": {"uri": "out.mp4", "width": 144, "height": 256, "fps": 10},
+            "clips": [{"uri": str(clip)}],
+        }
+    )
+    outputs = {}
+    for decoder in ("nvdec", "cpu"):
+        out = tmp_path / f"{decoder}.mp4"
+        render_job(
+            job, base_dir=tmp_path, output=out, encoder=choose_encoder("x264"), decoder=decoder
+        )
+        outputs[decoder] = read_output(out)
+    # Then NVDEC's crop and resize give the same pictures as FFmpeg's, within scaler noise
+    gpu, cpu = outputs["nvdec"], outputs["cpu"]
+    assert len(gpu.frames) == len(cpu.frames) == 10
+    for a, b in zip(gpu.frames, cpu.frames, strict=True):
+        assert np.abs(a.astype(int) - b.astype(int)).mean() < 4

@@ -690,7 +690,7 @@ def test_dockerfile_shape(dockerfile: Path) -> None:
     assert ("ENTRYPOINT", '["gpu-worker"]') in final
     assert ("CMD", '["serve"]') in final
     (health,) = [rest for kw, rest in final if kw == "HEALTHCHECK"]
-    assert '"gpu-worker", "doctor", "--quick"' in health
+    assert '"gpu-worker", "doctor", "--serving"' in health  # the serving process itself
     builder_runs = [rest for kw, rest in steps[: steps.index(("FROM", froms[1]))] if kw == "RUN"]
     assert builder_runs == ["sh /usr/local/bin/install-worker.sh /src /opt/venv"]
     assert ("COPY", "--from=builder /opt/venv /opt/venv") in final

@@ -196,6 +196,7 @@ def _rss_mb() -> float:
     return pages * resource.getpagesize() / 1e6
 
 
+@pytest.mark.soak
 def test_memory_stays_flat_over_300_jobs_with_their_own_fonts(
     aws: Aws, media: Media, receiver: Receiver, tmp_path: Path
 ) -> None:
@@ -225,6 +226,7 @@ def test_memory_stays_flat_over_300_jobs_with_their_own_fonts(
     worker.close()
     # Then memory after the first 20 jobs grows by less than 50 MB, and the caches are bounded
     growth = max(rss[20:]) - rss[19]
+    print(f"resident memory after job 20: {rss[19]:.0f} MB, highest after: {max(rss[20:]):.0f} MB")
     assert growth < 50, f"resident memory grew by {growth:.0f} MB"
     assert text_module._font.cache_info().currsize <= text_module.FONT_CACHE_SIZE
     assert worker.runner.font_cache is not None and len(worker.runner.font_cache) <= 64
