@@ -448,14 +448,21 @@ def test_undelivered_webhook_is_handed_on_and_does_not_fail_the_render(
 
 
 def test_webhooks_outlast_a_receiver_that_refuses_for_a_while(
-    aws: Aws, media: Media, receiver: Receiver, make_worker: Any
+    aws: Aws, media: Media, receiver: Receiver, make_worker: Any, tmp_path: Path
 ) -> None:
     # In production the backend refuses for two minutes from the first webhook on and the
     # schedule is 30 s, 2 min, 10 min...; here it refuses for 2 s, the first round lasts 1 s
     # and the schedule is 1 s, 1 s, 2 s (worker_env): the same story in seconds.
     # Two workers, each rendering and delivering from the same queues.
     recorder = Recorder()
-    workers = [make_worker(hooks=recorder, GPU_WORKER_WEBHOOK_TIMEOUT="1") for _ in range(2)]
+    workers = [
+        make_worker(
+            hooks=recorder,
+            GPU_WORKER_WEBHOOK_TIMEOUT="1",
+            GPU_WORKER_HEALTH_FILE=str(tmp_path / f"health-{n}.json"),  # one per worker
+        )
+        for n in range(2)
+    ]
     clip = aws.put("a.mp4", media.clip)
     job_ids = [f"outage-{n}" for n in range(3)]
     receiver.refuse_for(2.0)
