@@ -2,7 +2,9 @@
 
 Each message gets exactly one explicit :class:`Outcome`, and only the first two delete it:
 
-    completed   rendered, uploaded, ``video.completed`` sent           → deleted
+    completed   rendered (or found already uploaded by an earlier
+                attempt), ``video.completed`` sent or handed to the
+                webhook retry queue                                   → deleted
     failed      a permanent error (bad job, bad input, limits);
                 ``video.failed`` sent                                 → deleted
     retry       a transient error; visible again after a growing delay,
