@@ -232,6 +232,7 @@ class Deliverer:
         # A received message stays hidden while its attempt runs, and then some.
         self.visibility = int(sender.attempt_timeout) + 30
         self._stop = threading.Event()
+        self._delivering = threading.Event()  # set while a batch of attempts runs
         self._thread: threading.Thread | None = None
         self._pool: ThreadPoolExecutor | None = None
 
@@ -241,12 +242,14 @@ class Deliverer:
         self._thread.start()
 
     def stop(self, timeout: float = 5.0) -> None:
-        """Stop receiving; an attempt under way ends by itself (its message comes back)."""
+        """Stop receiving, waiting up to ``timeout`` for attempts under way (not for an idle
+        long poll: the thread ends when it returns). A message whose attempt is cut short
+        comes back once its visibility timeout ends."""
         self._stop.set()
-        if self._thread is not None:
-            self._thread.join(timeout)
         if self._pool is not None:
             self._pool.shutdown(wait=False, cancel_futures=True)
+        if self._thread is not None and self._delivering.is_set():
+            self._thread.join(timeout)
 
     def _loop(self) -> None:
         failures = 0
@@ -260,8 +263,14 @@ class Deliverer:
                 log.warning("webhook queue: cannot receive (%s); again in %.0f s", exc, delay)
                 self._stop.wait(delay)
                 continue
-            if messages and self._pool is not None:
-                list(self._pool.map(self.deliver, messages))
+            if messages and self._pool is not None and not self._stop.is_set():
+                self._delivering.set()
+                try:
+                    list(self._pool.map(self.deliver, messages))
+                except RuntimeError:  # the pool was shut down by stop(): they come back
+                    pass
+                finally:
+                    self._delivering.clear()
 
     def deliver(self, message: Mapping[str, Any]) -> DeliveryContext | None:
         """One attempt for one queue message, and what becomes of the message; never raises."""
