@@ -63,6 +63,20 @@ class TransitionType(StrEnum):
     CUT = "cut"
     CROSSFADE = "crossfade"
     FADE_BLACK = "fade_black"
+    WIPE_LEFT = "wipe_left"
+    WIPE_RIGHT = "wipe_right"
+    WIPE_UP = "wipe_up"
+    WIPE_DOWN = "wipe_down"
+    SLIDE_LEFT = "slide_left"
+    SLIDE_RIGHT = "slide_right"
+    SLIDE_UP = "slide_up"
+    SLIDE_DOWN = "slide_down"
+
+    @property
+    def overlaps(self) -> bool:
+        """Whether the two clips share the transition's time on screen (all but cut and
+        fade_black, which shows one clip at a time)."""
+        return self not in (TransitionType.CUT, TransitionType.FADE_BLACK)
 
 
 class Anchor(StrEnum):
@@ -98,6 +112,20 @@ class AnimationKind(StrEnum):
     SLIDE_UP = "slide_up"
 
 
+class MotionKind(StrEnum):
+    ZOOM_IN = "zoom_in"
+    ZOOM_OUT = "zoom_out"
+    PAN_LEFT = "pan_left"
+    PAN_RIGHT = "pan_right"
+    PAN_UP = "pan_up"
+    PAN_DOWN = "pan_down"
+
+
+class Easing(StrEnum):
+    LINEAR = "linear"
+    EASE_IN_OUT = "ease_in_out"
+
+
 class Output(_Model):
     uri: str = Field(min_length=1, description="s3://bucket/key.mp4, or a local path")
     width: int = Field(1080, ge=16, le=3840, description="even, pixels")
@@ -119,6 +147,16 @@ class Transition(_Model):
     duration: float = Field(0.5, gt=0, le=10)
 
 
+class Motion(_Model):
+    """A Ken Burns move over the clip's time on screen."""
+
+    type: MotionKind
+    scale: float = Field(
+        1.15, ge=1.01, le=4, description="zoom: the window shrinks this many times; pans: enlarge"
+    )
+    easing: Easing = Easing.LINEAR
+
+
 class Clip(_Model):
     uri: str = Field(min_length=1)
     trim_start: Seconds = 0.0
@@ -128,6 +166,7 @@ class Clip(_Model):
     transition: Transition = Field(
         default_factory=lambda: Transition(), description="into this clip"
     )
+    motion: Motion | None = Field(None, description="a Ken Burns zoom or pan")
 
 
 class Stroke(_Model):
@@ -190,6 +229,29 @@ class Text(_Model):
         return self
 
 
+class Overlay(_Model):
+    """An image (PNG, WebP, JPEG or SVG) drawn over the clips and under the texts."""
+
+    uri: str = Field(min_length=1)
+    x: float = Field(0.5, ge=0, le=1)
+    y: float = Field(0.5, ge=0, le=1)
+    anchor: Anchor = Anchor.CENTER
+    width: float | None = Field(None, gt=0, le=1, description="fraction of the frame's width")
+    height: float | None = Field(None, gt=0, le=1, description="fraction of the frame's height")
+    opacity: float = Field(1.0, ge=0, le=1)
+    start: Seconds = 0.0
+    end: float | None = Field(None, gt=0, le=86_400, description="default: end of the video")
+    animation: Animation = Field(default_factory=lambda: Animation())
+
+    @model_validator(mode="after")
+    def _check(self) -> Overlay:
+        if self.width is not None and self.height is not None:
+            raise ValueError("give width or height, not both: the other follows the image")
+        if self.end is not None and self.end <= self.start:
+            raise ValueError(f"end ({self.end}) must be after start ({self.start})")
+        return self
+
+
 class Audio(_Model):
     uri: str = Field(min_length=1)
     volume: float = Field(1.0, ge=0, le=4)
@@ -207,12 +269,16 @@ class InputRef(NamedTuple):
 
 
 class Job(_Model):
-    """A render job: clips in order, texts on the output timeline, an optional music track."""
+    """A render job: clips in order, image overlays and texts on the output timeline, an
+    optional music track."""
 
     version: Literal[1]
     job_id: str = Field(pattern=JOB_ID_PATTERN)
     output: Output
     clips: list[Clip] = Field(min_length=1)
+    overlays: list[Overlay] = Field(
+        default_factory=list, description="images over the clips, under the texts, in order"
+    )
     texts: list[Text] = Field(default_factory=list)
     audio: Audio | None = None
     metadata: dict[str, Any] = Field(default_factory=dict, description="≤ 4 KiB, passed through")
@@ -230,6 +296,7 @@ class Job(_Model):
         named = [InputRef(clip.uri, f"clips[{i}]") for i, clip in enumerate(self.clips)]
         if self.audio is not None:
             named.append(InputRef(self.audio.uri, "audio"))
+        named += [InputRef(o.uri, f"overlays[{i}]") for i, o in enumerate(self.overlays)]
         named += [
             InputRef(text.font_uri, f"texts[{i}].font_uri", font=True)
             for i, text in enumerate(self.texts)
@@ -243,8 +310,8 @@ class Job(_Model):
     @model_validator(mode="after")
     def _first_clip_has_no_transition(self) -> Job:
         first = self.clips[0].transition
-        if first.type is TransitionType.CROSSFADE:
-            raise ValueError("clips[0] cannot crossfade: there is no clip before it")
+        if first.type.overlaps:
+            raise ValueError(f"clips[0] cannot {first.type.value}: there is no clip before it")
         return self
 
 

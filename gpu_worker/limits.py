@@ -13,5 +13,6 @@ class Limits:
     max_output_seconds: float = 300.0
     max_clips: int = 100
     max_texts: int = 100
+    max_overlays: int = 20
     max_input_side: int = 4096
     max_input_bytes: int = 2 * 1024**3

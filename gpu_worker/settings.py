@@ -228,6 +228,9 @@ class Settings(BaseSettings):
     )
     max_clips: Annotated[int, _int(1, 100_000)] = _var("GPU_WORKER_MAX_CLIPS", Limits.max_clips)
     max_texts: Annotated[int, _int(0, 100_000)] = _var("GPU_WORKER_MAX_TEXTS", Limits.max_texts)
+    max_overlays: Annotated[int, _int(0, 10_000)] = _var(
+        "GPU_WORKER_MAX_OVERLAYS", Limits.max_overlays
+    )
     max_input_side: Annotated[int, _int(16, 65_536)] = _var(
         "GPU_WORKER_MAX_INPUT_SIDE", Limits.max_input_side
     )
@@ -320,6 +323,7 @@ class Settings(BaseSettings):
             max_output_seconds=self.max_output_seconds,
             max_clips=self.max_clips,
             max_texts=self.max_texts,
+            max_overlays=self.max_overlays,
             max_input_side=self.max_input_side,
             max_input_bytes=self.max_input_bytes,
         )

@@ -60,6 +60,24 @@ def test_defaults() -> None:
             "$.clips[0].transition.type",
         ),
         ({"clips": [{"uri": "c.mp4", "transition": {"type": "crossfade"}}]}, "$"),
+        ({"clips": [{"uri": "c.mp4", "transition": {"type": "slide_left"}}]}, "$"),
+        (
+            {"clips": [{"uri": "c.mp4", "motion": {"type": "zoom_sideways"}}]},
+            "$.clips[0].motion.type",
+        ),
+        (
+            {"clips": [{"uri": "c.mp4", "motion": {"type": "zoom_in", "scale": 1.0}}]},
+            "$.clips[0].motion.scale",
+        ),
+        (
+            {"clips": [{"uri": "c.mp4", "motion": {"type": "pan_up", "easing": "bounce"}}]},
+            "$.clips[0].motion.easing",
+        ),
+        ({"overlays": [{"uri": "l.png", "width": 0.2, "height": 0.1}]}, "$.overlays[0]"),
+        ({"overlays": [{"uri": "l.png", "width": 0}]}, "$.overlays[0].width"),
+        ({"overlays": [{"uri": "l.png", "opacity": 2}]}, "$.overlays[0].opacity"),
+        ({"overlays": [{"uri": "l.png", "start": 3, "end": 1}]}, "$.overlays[0]"),
+        ({"overlays": [{"uri": ""}]}, "$.overlays[0].uri"),
         ({"texts": [{"text": "x", "size": 10}]}, "$.texts[0]"),
         ({"texts": [{"text": "x", "font": "R", "size": 10, "color": "white"}]}, "$.texts[0].color"),
         (
@@ -117,5 +135,6 @@ def test_committed_schema_matches_the_code() -> None:
     assert committed == json_schema(), "run `gpu-worker schema > job.schema.json`"
 
 
-def test_example_reel_is_valid() -> None:
-    parse_job(json.loads((ROOT / "examples" / "hotel-reel.json").read_text(encoding="utf-8")))
+@pytest.mark.parametrize("name", ["hotel-reel.json", "real-estate-reel.json"])
+def test_example_reels_are_valid(name: str) -> None:
+    parse_job(json.loads((ROOT / "examples" / name).read_text(encoding="utf-8")))

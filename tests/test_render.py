@@ -377,3 +377,23 @@ def test_darken_fades_towards_black_without_wrapping(brightness: float) -> None:
     got_c = darken(chroma, brightness, 128).astype(float)
     assert np.abs(got_y - (16 + (luma - 16.0) * brightness)).max() <= 1.5
     assert np.abs(got_c - (128 + (chroma - 128.0) * brightness)).max() <= 1.5
+
+
+def test_one_file_used_many_times_is_probed_once(tmp_path: Path) -> None:
+    from gpu_worker.render.stages import StageClock
+
+    solid(tmp_path / "a.mp4", RED, 1.0)
+    solid(tmp_path / "b.mp4", BLUE, 1.0)
+    clips = [{"uri": "a.mp4", "duration": 0.3}, {"uri": "b.mp4", "duration": 0.3}] * 5
+    clock = StageClock()
+    records: list[Any] = []
+    clock.listeners.append(records.append)
+    result = render_job(
+        parse_job(job_dict(clips)), base_dir=tmp_path, output=tmp_path / "o.mp4", clock=clock
+    )
+    (probe,) = [r for r in records if r.name == "probe"]
+    assert probe.attributes["inputs"] == 2
+    assert result.input_bytes == sum((tmp_path / n).stat().st_size for n in ("a.mp4", "b.mp4"))
+    out = read_output(tmp_path / "o.mp4")
+    assert close(mean_rgb(out.frames[1]), RED) and close(mean_rgb(out.frames[4]), BLUE)
+    assert close(mean_rgb(out.frames[28]), BLUE) and len(out.frames) == 30

@@ -7,6 +7,7 @@ import pytest
 from gpu_worker.job import Animation, AnimationKind, TransitionType
 from gpu_worker.render.timeline import (
     SLIDE_FRACTION,
+    edge_position,
     frame_count,
     layers_at,
     place_clips,
@@ -126,3 +127,43 @@ def test_animations_squeezed_into_short_texts_and_opacity() -> None:
         100,
     )
     assert state.alpha == pytest.approx(0.5 * 0.8)
+
+
+WL, SL = TransitionType.WIPE_LEFT, TransitionType.SLIDE_UP
+
+
+@pytest.mark.parametrize(
+    ("t", "expected"),
+    [
+        (0.9, [(0, 0.9, 1.0, CUT)]),
+        (1.0, [(0, 1.0, 1.0, CUT), (1, 0.0, 0.0, WL)]),
+        (1.25, [(0, 1.25, 1.0, CUT), (1, 0.25, 0.25, WL)]),
+        (2.0, [(1, 1.0, 1.0, WL)]),
+        (3.5, [(1, 2.5, 1.0, WL), (2, 0.0, 0.0, SL)]),
+        (3.75, [(1, 2.75, 1.0, WL), (2, 0.25, 0.5, SL)]),
+    ],
+)
+def test_wipes_and_slides_overlap_like_crossfades(
+    t: float, expected: list[tuple[int, float, float, TransitionType]]
+) -> None:
+    placements = place_clips([2.0, 3.0, 2.0], [(CUT, 0), (WL, 1.0), (SL, 0.5)])
+    assert [p.start for p in placements] == pytest.approx([0.0, 1.0, 3.5])
+    assert total_duration(placements) == pytest.approx(5.5)
+    got = [(la.index, la.local_time, la.weight, la.transition) for la in layers_at(placements, t)]
+    assert [g[3] for g in got] == [e[3] for e in expected]
+    assert [v for g in got for v in g[:3]] == pytest.approx([v for e in expected for v in e[:3]])
+
+
+@pytest.mark.parametrize(
+    ("size", "step", "positions"),
+    [
+        (96, 2, [0, 12, 24, 36, 48, 60, 72, 84, 96]),  # 8 frames: 12 px a frame
+        (100, 1, [0, 13, 25, 38, 50, 63, 75, 88, 100]),  # never more than a pixel off time
+        (1080, 2, [0, 136, 270, 406, 540, 676, 810, 946, 1080]),
+    ],
+)
+def test_edge_position_is_proportional_to_time(size: int, step: int, positions: list[int]) -> None:
+    got = [edge_position(k / 8, size, step) for k in range(9)]
+    assert got == positions
+    assert all(p % step == 0 for p in got)
+    assert all(abs(p - k / 8 * size) <= step / 2 for k, p in enumerate(got))

@@ -123,7 +123,7 @@ def transition_ramps(placement: Placement) -> tuple[int, int]:
     """Samples over which a clip's own sound rises and falls with its transitions."""
 
     def length(kind: TransitionType, seconds: float) -> int:
-        if kind is TransitionType.CROSSFADE:
+        if kind.overlaps:  # crossfades, wipes and slides cross the two sounds over
             return round(seconds * RATE)
         if kind is TransitionType.FADE_BLACK:
             return round(seconds / 2 * RATE)

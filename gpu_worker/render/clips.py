@@ -11,7 +11,7 @@ import queue
 import threading
 from collections.abc import Generator, Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Protocol
 
 import av
 import av.filter
@@ -359,6 +359,17 @@ class ClipReader:
 _DONE = object()
 
 
+class FrameSource(Protocol):
+    """What a :class:`Prefetcher` reads: a :class:`ClipReader`, or one wrapped (motion)."""
+
+    label: str
+    times: ClipTimes
+
+    def frame_at(self, local_time: float) -> av.VideoFrame: ...
+
+    def close(self) -> None: ...
+
+
 class Prefetcher:
     """Runs a ClipReader in a background thread, a few frames ahead of the encoder.
 
@@ -367,7 +378,7 @@ class Prefetcher:
     times in the order the render asks for them.
     """
 
-    def __init__(self, reader: ClipReader, times: Sequence[float], depth: int = 2) -> None:
+    def __init__(self, reader: FrameSource, times: Sequence[float], depth: int = 2) -> None:
         self.reader = reader
         self._queue: queue.Queue[object] = queue.Queue(maxsize=depth)
         self._stop = threading.Event()

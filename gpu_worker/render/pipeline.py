@@ -34,15 +34,12 @@ from gpu_worker.errors import (
 from gpu_worker.job import Job, TransitionType
 from gpu_worker.limits import Limits
 from gpu_worker.render import audio as soundtrack
-from gpu_worker.render import fonts
-from gpu_worker.render.clips import ClipReader, Prefetcher, clip_length
+from gpu_worker.render import fonts, transitions
+from gpu_worker.render.clips import ClipReader, FrameSource, Prefetcher, clip_length
 from gpu_worker.render.composite import (
     U8,
-    YuvSprite,
-    blend_sprite,
     darken,
     frame_pixels,
-    mix,
     planes_of,
     to_yuv_sprite,
 )
@@ -53,7 +50,10 @@ from gpu_worker.render.encoder import (
     choose_encoder,
     encoder_options,
 )
+from gpu_worker.render.layers import Drawable, SpriteLayer
 from gpu_worker.render.media import MediaInfo, probe
+from gpu_worker.render.motion import MotionReader, MotionSampler, base_size
+from gpu_worker.render.overlays import overlay_layers
 from gpu_worker.render.stages import StageClock, Stopwatch
 from gpu_worker.render.text import render_text
 from gpu_worker.render.timeline import (
@@ -62,7 +62,6 @@ from gpu_worker.render.timeline import (
     frame_count,
     layers_at,
     place_clips,
-    text_state,
     total_duration,
 )
 
@@ -110,27 +109,25 @@ class Inputs:
 
 
 @dataclass
-class _Text:
-    index: int
-    sprite: YuvSprite
-    start: float
-    end: float
-
-
-@dataclass
 class Composition:
-    """A job made ready to render: inputs probed, clips placed, texts drawn."""
+    """A job made ready to render: inputs probed, clips placed, overlays and texts drawn."""
 
     job: Job
     clips: list[MediaInfo]
     placements: list[Placement]
-    texts: list[_Text]
+    texts: list[SpriteLayer]
     duration: float
     frames: int
     music: MediaInfo | None
     limits: Limits
     input_bytes: int
     decoder: str = "auto"  # auto | nvdec | cpu
+    overlays: list[SpriteLayer] = field(default_factory=list)
+
+    @property
+    def drawables(self) -> list[Drawable]:
+        """What is drawn over the clips, bottom first: the overlays, then the texts."""
+        return [*self.overlays, *self.texts]
 
     @property
     def width(self) -> int:
@@ -147,16 +144,26 @@ class Composition:
     def time_of(self, n: int) -> float:
         return n / self.fps
 
-    def open_reader(self, index: int, start_at: float = 0.0) -> ClipReader:
-        return ClipReader(
-            self.job.clips[index],
-            self.clips[index],
-            self.width,
-            self.height,
-            self.limits,
-            start_at=start_at,
-            decoder=self.decoder,
+    def open_reader(self, index: int, start_at: float = 0.0) -> FrameSource:
+        """A reader of clip ``index``'s fitted frames; with a motion, fitted to the motion's
+        base size and resampled along it for each output frame."""
+        clip, info = self.job.clips[index], self.clips[index]
+        width, height = self.width, self.height
+        if clip.motion is not None:
+            assert info.video is not None
+            src_w, src_h = info.video.width, info.video.height
+            if info.video.rotation in (90, 270):
+                src_w, src_h = src_h, src_w
+            width, height = base_size(clip.fit, clip.motion.scale, src_w, src_h, width, height)
+        reader = ClipReader(
+            clip, info, width, height, self.limits, start_at=start_at, decoder=self.decoder
         )
+        if clip.motion is None:
+            return reader
+        length = self.placements[index].length
+        quality = self.job.output.quality
+        sampler = MotionSampler(clip.motion, length, self.width, self.height, quality)
+        return MotionReader(reader, sampler)
 
     def compose(
         self,
@@ -164,8 +171,8 @@ class Composition:
         fitted: Sequence[tuple[Layer, av.VideoFrame]],
         times: Stopwatch | None = None,
     ) -> av.VideoFrame:
-        """Output frame ``n`` from its clip layers' fitted frames: the layers mixed, then
-        each visible text blended."""
+        """Output frame ``n`` from its clip layers' fitted frames: the layers mixed (or wiped,
+        or slid), then each visible overlay and text blended."""
         t = self.time_of(n)
         layers = [layer for layer, _ in fitted]
         watch = times or Stopwatch()
@@ -176,7 +183,9 @@ class Composition:
                 if arr is None or layer.weight >= 1.0:
                     arr = pixels
                 elif layer.weight > 0.0:
-                    arr = mix(arr, pixels, layer.weight)
+                    arr = transitions.apply(
+                        layer.transition, arr, pixels, layer.weight, self.width, self.height
+                    )
             assert arr is not None
             brightness = min(layer.brightness for layer in layers)
             h, w = self.height, self.width
@@ -184,11 +193,8 @@ class Composition:
                 arr[:h] = darken(arr[:h], brightness, 16)
                 arr[h:] = darken(arr[h:], brightness, 128)
             planes = planes_of(arr, w, h)
-            for text in self.texts:
-                spec = self.job.texts[text.index]
-                state = text_state(t, text.start, text.end, spec.animation, spec.opacity, h)
-                if state.alpha > 0:
-                    blend_sprite(planes, text.sprite, state.alpha, state.dy)
+            for drawable in self.drawables:
+                drawable.draw(planes, t)
             out = av.VideoFrame.from_numpy_buffer(arr, format="yuv420p")
         out.pts = n
         out.time_base = Fraction(1, self.fps)
@@ -203,8 +209,7 @@ class Composition:
             t = self.time_of(n)
             score = 0.0
             for text in self.texts:
-                spec = self.job.texts[text.index]
-                score += text_state(t, text.start, text.end, spec.animation, 1.0, 0).alpha
+                score += text.visibility(t)
             if score > best_score + 1e-6:
                 best, best_score = n, score
         return best
@@ -220,16 +225,26 @@ def prepare(
         raise LimitExceeded(f"{len(job.clips)} clips; the limit is {limits.max_clips}")
     if len(job.texts) > limits.max_texts:
         raise LimitExceeded(f"{len(job.texts)} texts; the limit is {limits.max_texts}")
+    if len(job.overlays) > limits.max_overlays:
+        raise LimitExceeded(f"{len(job.overlays)} overlays; the limit is {limits.max_overlays}")
     infos: list[MediaInfo] = []
     music: MediaInfo | None = None
+    probed: dict[Path, MediaInfo] = {}  # each distinct file is probed once per job
+
+    def probe_once(uri: str, label: str) -> MediaInfo:
+        path = inputs.path(uri, label)
+        if path not in probed:
+            probed[path] = probe(path, uri, limits)
+        return probed[path]
+
     with clock.stage("probe") as attrs:
         for i, clip in enumerate(job.clips):
-            infos.append(probe(inputs.path(clip.uri, f"clips[{i}]"), clip.uri, limits))
+            infos.append(probe_once(clip.uri, f"clips[{i}]"))
         if job.audio is not None:
-            music = probe(inputs.path(job.audio.uri, "audio"), job.audio.uri, limits)
+            music = probe_once(job.audio.uri, "audio")
             if music.audio is None:
                 raise InvalidJob(f"audio: {job.audio.uri} has no audio stream")
-        attrs["inputs"] = len(infos) + (music is not None)
+        attrs["inputs"] = len(probed)
     lengths = [
         clip_length(clip, info, i)
         for i, (clip, info) in enumerate(zip(job.clips, infos, strict=True))
@@ -237,7 +252,7 @@ def prepare(
     transitions = [(c.transition.type, c.transition.duration) for c in job.clips]
     for i in range(1, len(job.clips)):
         kind, d = transitions[i]
-        need = d if kind is TransitionType.CROSSFADE else d / 2
+        need = d if kind.overlaps else d / 2
         if kind is not TransitionType.CUT and (need > lengths[i] or need > lengths[i - 1]):
             raise InvalidJob(
                 f"clips[{i}].transition: a {d:g} s {kind.value} needs {need:g} s of both clips "
@@ -251,8 +266,10 @@ def prepare(
         )
     frames = frame_count(duration, job.output.fps)
     duration_out = frames / job.output.fps
-    texts: list[_Text] = []
-    with clock.stage("render_text") as attrs:
+    texts: list[SpriteLayer] = []
+    with clock.stage("render_text") as attrs:  # every sprite: overlays, then texts
+        overlays = overlay_layers(job, inputs.path, limits, duration_out)
+        attrs["overlays"] = len(overlays)
         for i, spec in enumerate(job.texts):
             if spec.start >= duration_out:
                 raise InvalidJob(
@@ -267,11 +284,30 @@ def prepare(
             sprite = render_text(spec, i, job.output.width, job.output.height, font_file)
             yuv = to_yuv_sprite(sprite.image, sprite.x, sprite.y)
             end = min(spec.end, duration_out) if spec.end is not None else duration_out
-            texts.append(_Text(i, yuv, spec.start, end))
+            texts.append(
+                SpriteLayer(
+                    f"texts[{i}]",
+                    yuv,
+                    spec.start,
+                    end,
+                    spec.animation,
+                    spec.opacity,
+                    job.output.height,
+                )
+            )
         attrs["texts"] = len(texts)
-    input_bytes = sum(i.size_bytes for i in infos) + (music.size_bytes if music else 0)
+    input_bytes = sum(info.size_bytes for info in probed.values())
     return Composition(
-        job, infos, placements, texts, duration_out, frames, music, limits, input_bytes
+        job,
+        infos,
+        placements,
+        texts,
+        duration_out,
+        frames,
+        music,
+        limits,
+        input_bytes,
+        overlays=overlays,
     )
 
 

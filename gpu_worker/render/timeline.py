@@ -1,9 +1,10 @@
 """Timeline maths, all pure: where each clip sits on the output, which clips show at a time,
 transition weights, and the fade and slide of texts.
 
-Clips play in order. A crossfade into clip i overlaps it with clip i-1 by its duration; a
-fade through black does not overlap: clip i-1 fades out over the last half of the transition's
-duration and clip i fades in over the first half. Texts are timed on the output timeline.
+Clips play in order. A crossfade, wipe or slide into clip i overlaps it with clip i-1 by its
+duration; a fade through black does not overlap: clip i-1 fades out over the last half of the
+transition's duration and clip i fades in over the first half. Texts and overlays are timed on
+the output timeline.
 """
 
 from __future__ import annotations
@@ -40,8 +41,9 @@ class Layer:
 
     index: int
     local_time: float
-    weight: float  # share in a crossfade (1 alone)
+    weight: float  # progress of the transition into it, 0..1 (1 alone)
     brightness: float  # 1, or less while fading through black
+    transition: TransitionType = TransitionType.CUT  # how it comes in over the layer below
 
 
 def place_clips(
@@ -54,7 +56,7 @@ def place_clips(
         kind, duration = transitions[i] if i else (TransitionType.CUT, 0.0)
         if kind is TransitionType.CUT:
             duration = 0.0
-        if kind is TransitionType.CROSSFADE and i:
+        if kind.overlaps and i:
             cursor -= duration
         nxt_kind, nxt_dur = (
             transitions[i + 1] if i + 1 < len(lengths) else (TransitionType.CUT, 0.0)
@@ -84,7 +86,7 @@ def layers_at(placements: list[Placement], t: float) -> list[Layer]:
         local = max(0.0, t - p.start)
         weight = 1.0
         brightness = 1.0
-        if p.transition_in is TransitionType.CROSSFADE and p.transition_in_duration > 0:
+        if p.transition_in.overlaps and p.transition_in_duration > 0:
             weight = _clamp(local / p.transition_in_duration)
         if p.transition_in is TransitionType.FADE_BLACK:
             half = p.transition_in_duration / 2
@@ -92,12 +94,18 @@ def layers_at(placements: list[Placement], t: float) -> list[Layer]:
         if p.transition_out is TransitionType.FADE_BLACK:
             half = p.transition_out_duration / 2
             brightness = min(brightness, _clamp((p.end - t) / half) if half > 0 else 1.0)
-        layers.append(Layer(p.index, local, weight, brightness))
+        layers.append(Layer(p.index, local, weight, brightness, p.transition_in))
     if layers and layers[0].weight < 1.0:
         # The lowest layer always shows fully; weights only mix what lies above it.
         first = layers[0]
         layers[0] = Layer(first.index, first.local_time, 1.0, first.brightness)
     return layers
+
+
+def edge_position(progress: float, size: int, step: int = 1) -> int:
+    """How far (pixels, a multiple of ``step``) a wipe's edge or a slide has travelled across
+    ``size`` pixels at ``progress`` 0..1: proportional to time, so the speed is constant."""
+    return step * math.floor(_clamp(progress) * size / step + 0.5)
 
 
 def _clamp(value: float) -> float:
