@@ -138,13 +138,14 @@ def cmd_render(args: argparse.Namespace) -> int:
                 "clock": jt.clock,
                 "limits": settings.limits,
             }
+            render = _split_render(args, settings) if args.segments > 1 else render_job
             try:
-                result = render_job(job, encoder=encoder, decoder=settings.decoder, **common)
+                result = render(job, encoder=encoder, decoder=settings.decoder, **common)
             except HardwareFault as fault:  # the GPU's fault: the CPU path renders it again
                 log.warning("%s; rendering again on the CPU", fault.message)
                 jt.set(**{"encoder.fallback": True})
                 software = choose_encoder(SOFTWARE)
-                result = render_job(job, encoder=software, decoder="cpu", **common)
+                result = render(job, encoder=software, decoder="cpu", **common)
             jt.result(result)
     finally:
         progress.close()
@@ -162,6 +163,19 @@ def cmd_render(args: argparse.Namespace) -> int:
         if args.trace_file:
             print(f"trace {args.trace_file} (trace id {jt.trace_id})")
     return EXIT_OK
+
+
+def _split_render(args: argparse.Namespace, settings: Settings) -> Any:
+    """``render_job``'s stand-in for ``--segments N``: N processes, then the join."""
+    from gpu_worker.render.segments import render_split
+
+    def render(job: Any, *, encoder: Any, progress: Any, **common: Any) -> Any:
+        setting = "nvenc" if encoder.hardware else "x264"  # the processes choose it again
+        return render_split(
+            job, args.segments, encoder=setting, fonts_dir=settings.fonts_dir, **common
+        )
+
+    return render
 
 
 def cmd_preview(args: argparse.Namespace) -> int:
@@ -310,6 +324,13 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("job", help="job JSON file")
     p.add_argument("-o", "--output", help="output MP4 (default: the job's output.uri)")
     p.add_argument("--quiet", action="store_true", help="print only the output path")
+    p.add_argument(
+        "--segments",
+        type=int,
+        default=1,
+        metavar="N",
+        help="split the frames over N processes on keyframe boundaries, then join (default 1)",
+    )
     p.add_argument(
         "--trace-file",
         metavar="FILE",

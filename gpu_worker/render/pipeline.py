@@ -438,8 +438,13 @@ def _encode(
     tmp_poster: Path | None,
     clock: StageClock,
     progress: Progress | None,
+    span: range | None = None,
+    with_audio: bool = True,
 ) -> None:
+    """Encode frames ``span`` (default: all) of ``comp`` to ``tmp``; a segment of a split
+    render passes its frame range and no audio (the joiner adds the soundtrack once)."""
     fps = comp.fps
+    span = span if span is not None else range(comp.frames)
     with av.open(str(tmp), "w", format="mp4", options={"movflags": "+faststart"}) as out:
         vstream = add_video_stream(out, enc.name, comp.width, comp.height, fps)
         vstream.time_base = Fraction(1, fps)
@@ -449,32 +454,40 @@ def _encode(
         ctx.color_trc = 1
         ctx.colorspace = 1
         ctx.color_range = 1  # limited ("tv")
-        astream = add_audio_stream(out, "aac", soundtrack.RATE)
-        astream.bit_rate = AUDIO_BITRATE
-        audio_frames = soundtrack_of(comp).frames()
+        astream = add_audio_stream(out, "aac", soundtrack.RATE) if with_audio else None
+        if astream is not None:
+            astream.bit_rate = AUDIO_BITRATE
+        audio_frames = soundtrack_of(comp).frames() if astream is not None else iter(())
         audio_watch = Stopwatch()
         pending_audio: av.AudioFrame | None = next(audio_frames, None)
         poster_n = comp.poster_frame() if tmp_poster is not None else -1
 
-        plan = [layers_at(comp.placements, comp.time_of(n)) for n in range(comp.frames)]
+        plan = [layers_at(comp.placements, comp.time_of(n)) for n in span]
         wanted: dict[int, list[float]] = {p.index: [] for p in comp.placements}
         for layers in plan:
             for layer in layers:
                 wanted[layer.index].append(layer.local_time)
+        # A range starting mid-video opens each clip where the range first needs it.
+        starts = {i: times[0] if span.start and times else 0.0 for i, times in wanted.items()}
         readers: dict[int, Prefetcher] = {}
         composite = {p.index: Stopwatch() for p in comp.placements}
         encode = {p.index: Stopwatch() for p in comp.placements}
         try:
-            for n, layers in enumerate(plan):
+            for n, layers in zip(span, plan, strict=True):
                 active = {layer.index for layer in layers}
                 for index in sorted(i for i in readers if i < min(active)):  # finished
                     _close(readers.pop(index), index, clock, composite, encode)
                 for index in sorted(active - readers.keys()):
-                    readers[index] = Prefetcher(comp.open_reader(index), wanted[index])
+                    readers[index] = Prefetcher(
+                        comp.open_reader(index, starts[index]), wanted[index]
+                    )
                 # Open the next clip a little ahead so its first frames are decoded in time.
-                upcoming = {la.index for la in plan[min(n + 2, len(plan) - 1)]} - active
+                ahead = min(n - span.start + 2, len(plan) - 1)
+                upcoming = {la.index for la in plan[ahead]} - active
                 for index in sorted(upcoming - readers.keys()):
-                    readers[index] = Prefetcher(comp.open_reader(index), wanted[index])
+                    readers[index] = Prefetcher(
+                        comp.open_reader(index, starts[index]), wanted[index]
+                    )
                 top = max(active)
                 fitted = [(layer, readers[layer.index].next()) for layer in layers]
                 frame = comp.compose(n, fitted, composite[top])
@@ -486,22 +499,24 @@ def _encode(
                 # Interleave: audio up to the time of the next video frame.
                 horizon = (n + 1) / fps * soundtrack.RATE
                 with audio_watch:
-                    while pending_audio is not None and (pending_audio.pts or 0) < horizon:
+                    while (
+                        astream and pending_audio is not None and (pending_audio.pts or 0) < horizon
+                    ):
                         for packet in astream.encode(pending_audio):
                             out.mux(packet)
                         pending_audio = next(audio_frames, None)
                 if progress is not None:
-                    progress(n + 1, comp.frames)
+                    progress(n + 1 - span.start, len(span))
             last = max(readers) if readers else comp.placements[-1].index
             with encode[last]:
                 for packet in _encode_video(enc, vstream, None):
                     out.mux(packet)
             with audio_watch:
-                while pending_audio is not None:
+                while astream and pending_audio is not None:
                     for packet in astream.encode(pending_audio):
                         out.mux(packet)
                     pending_audio = next(audio_frames, None)
-                for packet in astream.encode(None):
+                for packet in astream.encode(None) if astream else ():
                     out.mux(packet)
         finally:
             for index in list(readers):
