@@ -207,6 +207,7 @@ class Settings(BaseSettings):
     retry_delay_max: Annotated[float, _float(0, SQS_MAX_VISIBILITY)] = _var(
         "GPU_WORKER_RETRY_DELAY_MAX", 900.0
     )
+    segment_seconds: Annotated[float, _float(0, 86_400)] = _var("GPU_WORKER_SEGMENT_SECONDS", 12.0)
     webhook_timeout: Annotated[float, _float(1, 3600)] = _var("GPU_WORKER_WEBHOOK_TIMEOUT", 60.0)
     webhook_queue_url: Text = _var("GPU_WORKER_WEBHOOK_QUEUE_URL")
     webhook_dead_letter_url: Text = _var("GPU_WORKER_WEBHOOK_DEAD_LETTER_URL")

@@ -28,6 +28,7 @@ TASK_ROLE_ACTIONS = {
     "s3:ListBucket",
     "s3:PutObject",
     "s3:AbortMultipartUpload",
+    "s3:DeleteObject",  # a long job's temporary segments, in the output prefix
     "sqs:ReceiveMessage",
     "sqs:SendMessage",
     "sqs:DeleteMessage",
@@ -544,7 +545,8 @@ def test_task_role_scopes(resources: dict[str, Any]) -> None:
     assert {str(s["Resource"]) for s in sending} == {
         str({"Fn::GetAtt": ["WebhookQueue", "Arn"]}),
         str({"Fn::GetAtt": ["WebhookDeadLetterQueue", "Arn"]}),
-    }  # never to the job queue
+        str({"Fn::GetAtt": ["JobQueue", "Arn"]}),  # a long job's segments
+    }
     assert "task/${Cluster}/*" in _sub_text(by_sid["TaskScaleInProtection"]["Resource"])
     telemetry = resources["TelemetryRole"]["Properties"]
     assert _sub_text(by_sid["ExportTelemetry"]["Resource"]).endswith(

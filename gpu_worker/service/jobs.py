@@ -39,6 +39,7 @@ from gpu_worker.service.messages import JobContext, Outcome, best_effort
 from gpu_worker.service.outputs import Rendered, find_rendered
 from gpu_worker.service.protection import TaskProtection
 from gpu_worker.service.queue import JobQueue
+from gpu_worker.service.segments import HandedOn, Segments
 from gpu_worker.service.shutdown import Released, Shutdown, finish_in_time
 from gpu_worker.service.storage import Storage
 from gpu_worker.settings import Settings
@@ -74,6 +75,7 @@ class JobRunner:
         self.max_receives: int | None = settings.max_receives
         self.root: Path | None = None  # the worker's scratch folder, set by Worker.open()
         self.font_cache: FontCache | None = None
+        self.segments: Segments | None = None  # the split path, for long jobs
 
     def process(self, ctx: JobContext, body: str) -> Outcome:
         """Run the job in ``body`` to its outcome; ``ctx.error`` says why when it failed."""
@@ -92,6 +94,9 @@ class JobRunner:
                 return Outcome.COMPLETED
             except Released:
                 return Outcome.RELEASED
+            except HandedOn as exc:  # another delivery of this job joins it and notifies
+                log.info("job %s: %s", ctx.job_id, exc)
+                return Outcome.COMPLETED
             except GpuWorkerError as exc:
                 ctx.error = exc
             except Exception as exc:
@@ -148,8 +153,12 @@ class JobRunner:
                 self.storage.upload(
                     result.output, output_uri, "video/mp4", metadata=rendered.metadata(job)
                 )
+            if self.segments is not None:
+                self.segments.cleanup(ctx)  # the temporary segments, once the output is up
         finally:
             shutil.rmtree(folder, ignore_errors=True)
+            if self.segments is not None:
+                self.segments.forget(ctx)
         self._notify(
             ctx,
             webhook.COMPLETED,
@@ -172,9 +181,15 @@ class JobRunner:
             "clock": ctx.clock,
         }
         try:
+            encoder = self.encoder_for(self.settings.encoder)
+            if self.segments is not None:
+                split = self.segments.render(ctx, job, folder, fetched, encoder, self._stop_point)
+                if split is not None:
+                    self.health.rendered(fallback=False)
+                    return split
             result = self.render(
                 job,
-                encoder=self.encoder_for(self.settings.encoder),
+                encoder=encoder,
                 decoder=self.settings.decoder,
                 progress=self._progress(job.job_id),
                 **common,

@@ -45,6 +45,7 @@ from gpu_worker.service.messages import (
 )
 from gpu_worker.service.protection import TaskProtection
 from gpu_worker.service.queue import JobQueue
+from gpu_worker.service.segments import Segments, segment_message
 from gpu_worker.service.shutdown import Shutdown
 from gpu_worker.service.storage import Storage
 from gpu_worker.service.webhook import WebhookSender
@@ -111,6 +112,10 @@ class Worker:
             render=render,
             encoder_for=encoder_for,
         )
+        self.segments = Segments(
+            settings, queue=self.queue, storage=self.storage, encoder_for=encoder_for
+        )
+        self.runner.segments = self.segments
         self.job_hooks: JobHooks = job_hooks or no_hooks
         self.root: Path | None = None
         self._lock = threading.Lock()
@@ -152,6 +157,7 @@ class Worker:
         self.root = Path(tempfile.mkdtemp(prefix="worker-", dir=self.settings.scratch_dir))
         self.runner.root = self.root
         self.runner.font_cache = FontCache(self.root / "fonts", self.storage)
+        self.segments.root, self.segments.font_cache = self.root, self.runner.font_cache
         if self.runner.max_receives is None:
             self.runner.max_receives = self.queue.redrive_max_receives()
         if self.deliverer is not None:
@@ -254,9 +260,13 @@ class Worker:
                 self.queue.settle(ctx)
                 return ctx
             body = str(message.get("Body", ""))
-            ctx.job_id = peek_job_id(body)
+            segment = segment_message(body)
+            ctx.job_id = segment.job_id if segment is not None else peek_job_id(body)
             with self.job_hooks(ctx):
-                ctx.outcome = self.runner.process(ctx, body)
+                if segment is not None:  # a part of a long job another worker split
+                    ctx.outcome = self.segments.process(ctx, segment)
+                else:
+                    ctx.outcome = self.runner.process(ctx, body)
                 if self.shutdown.abandoned(ctx.message_id):
                     log.warning(
                         "message %s: ended after it was released at the stop deadline; "

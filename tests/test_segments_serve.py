@@ -1,0 +1,192 @@
+"""Long jobs split over the queue, against the moto server: the plan, the segment messages,
+the join, and the faults (a segment worker dying, a segment twice, two joins, a parent dying)."""
+
+from __future__ import annotations
+
+import json
+import signal
+import threading
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any
+
+import pytest
+from aws_fixtures import SECRET, Aws, Media, Receiver, job, worker_env
+
+from gpu_worker.client import verify_webhook
+from gpu_worker.render.media import probe
+from gpu_worker.render.stages import StageRecord
+from gpu_worker.service.messages import JobContext, Outcome
+from gpu_worker.service.worker import Worker
+
+pytest_plugins = ["aws_fixtures"]
+
+SPLIT = {"GPU_WORKER_SEGMENT_SECONDS": "2"}  # an 8 s video: two segments of 4 s
+
+
+class Stages:
+    """Every stage of every message the workers handled."""
+
+    def __init__(self) -> None:
+        self.records: list[StageRecord] = []
+        self.contexts: list[JobContext] = []
+        self.started = threading.Event()
+        self._lock = threading.Lock()
+
+    @contextmanager
+    def __call__(self, ctx: JobContext) -> Iterator[None]:
+        with self._lock:
+            self.contexts.append(ctx)
+        self.started.set()
+        ctx.clock.listeners.append(self._add)
+        yield
+
+    def _add(self, record: StageRecord) -> None:
+        with self._lock:
+            self.records.append(record)
+
+    def named(self, name: str) -> list[StageRecord]:
+        return [r for r in self.records if r.name == name]
+
+
+def long_job(aws: Aws, media: Media, job_id: str) -> dict[str, Any]:
+    return job(
+        aws,
+        [aws.put("in/long.mp4", media.long_clip)],
+        job_id=job_id,
+        audio={"uri": aws.put("in/m.m4a", media.music), "loop": True},
+    )
+
+
+def finished(aws: Aws, receiver: Receiver, job_id: str, tmp_path: Path) -> dict[str, Any]:
+    """The one webhook, after checking the one output and that nothing temporary is left."""
+    (post,) = receiver.posts()
+    event = verify_webhook(post.headers, post.body, SECRET)
+    assert event["type"] == "video.completed" and event["job_id"] == job_id
+    assert [k for k in aws.object_keys() if k.startswith("out/")] == [f"out/{job_id}.mp4"]
+    local = tmp_path / "check.mp4"
+    local.write_bytes(aws.get(f"out/{job_id}.mp4"))
+    info = probe(local, "output")
+    assert info.video is not None and info.audio is not None
+    assert info.duration == pytest.approx(8.0, abs=0.05)
+    assert aws.counts() == (0, 0)
+    return event
+
+
+@contextmanager
+def running(*workers: Worker) -> Iterator[None]:
+    threads = [threading.Thread(target=w.run, daemon=True) for w in workers]
+    for thread in threads:
+        thread.start()
+    try:
+        yield
+    finally:
+        for worker in workers:
+            worker.shutdown.request()
+        for thread in threads:
+            thread.join(30)
+
+
+def test_a_long_job_is_split_joined_and_notified_once(
+    aws: Aws, media: Media, receiver: Receiver, make_worker: Any, tmp_path: Path
+) -> None:
+    stages = Stages()
+    parent = make_worker(hooks=stages, **SPLIT)
+    helper = make_worker(hooks=stages, **SPLIT)
+    trace = "00-" + "3" * 32 + "-" + "4" * 16 + "-01"
+    aws.sqs.send_message(
+        QueueUrl=aws.queue_url,
+        MessageBody=json.dumps(long_job(aws, media, "long-1")),
+        MessageAttributes={"traceparent": {"DataType": "String", "StringValue": trace}},
+    )
+    result: list[JobContext] = []
+    thread = threading.Thread(target=lambda: result.extend(parent.poll_once(wait=5)), daemon=True)
+    thread.start()
+    assert stages.started.wait(10)
+    # The segment message, and the same segment delivered a second time.
+    (message,) = aws.sqs.receive_message(
+        QueueUrl=aws.queue_url, WaitTimeSeconds=10, MessageAttributeNames=["All"]
+    )["Messages"]
+    body = json.loads(message["Body"])
+    assert body["kind"] == "segment" and (body["index"], body["start"], body["stop"]) == (1, 40, 80)
+    # Each segment is traced under the job's trace.
+    assert message["MessageAttributes"]["traceparent"]["StringValue"].split("-")[1] == "3" * 32
+    aws.sqs.change_message_visibility(
+        QueueUrl=aws.queue_url, ReceiptHandle=message["ReceiptHandle"], VisibilityTimeout=0
+    )
+    aws.send(message["Body"])
+    first = helper.poll_once(wait=5)
+    second = helper.poll_once(wait=5)
+    thread.join(60)
+
+    assert [c.outcome for c in [*first, *second, *result]] == [Outcome.COMPLETED] * 3
+    assert len(stages.named("encode")) == 2  # the parent's segment and one helper's: no third
+    (join,) = stages.named("join")
+    assert join.attributes["segments"] == 2
+    event = finished(aws, receiver, "long-1", tmp_path)
+    assert {"fan_out", "segment", "wait_segments", "join"} <= set(event["timings"])
+    assert [c.job_id for c in stages.contexts].count("long-1") == 3
+
+
+def test_a_segment_worker_killed_mid_segment_is_replaced(
+    aws: Aws, media: Media, receiver: Receiver, make_worker: Any, tmp_path: Path
+) -> None:
+    env = {**SPLIT, "GPU_WORKER_VISIBILITY_TIMEOUT": "2"}
+    stages = Stages()
+    parent, helper = make_worker(hooks=stages, **env), make_worker(**env)
+    aws.send(json.dumps(long_job(aws, media, "long-2")))
+    result: list[JobContext] = []
+    thread = threading.Thread(target=lambda: result.extend(parent.poll_once(wait=5)), daemon=True)
+    thread.start()
+    assert stages.started.wait(10)
+    # A worker takes the segment and dies with it: SQS hands it out again after 2 s.
+    (taken,) = aws.sqs.receive_message(
+        QueueUrl=aws.queue_url, WaitTimeSeconds=10, VisibilityTimeout=2
+    )["Messages"]
+    assert json.loads(taken["Body"])["kind"] == "segment"
+    (again,) = helper.poll_once(wait=10)
+    thread.join(60)
+    assert again.outcome is Outcome.COMPLETED and again.receive_count == 2
+    assert [c.outcome for c in result] == [Outcome.COMPLETED]
+    finished(aws, receiver, "long-2", tmp_path)
+
+
+def test_two_deliveries_of_a_job_race_and_one_joins(
+    aws: Aws, media: Media, receiver: Receiver, make_worker: Any, tmp_path: Path
+) -> None:
+    stages = Stages()
+    workers = [make_worker(hooks=stages, **SPLIT) for _ in range(3)]
+    body = json.dumps(long_job(aws, media, "long-3"))
+    aws.send(body)
+    aws.send(body)
+    with running(*workers):
+        receiver.wait_for(1, timeout=90)
+        deadline = time.monotonic() + 30
+        while aws.counts() != (0, 0) and time.monotonic() < deadline:
+            time.sleep(0.2)
+    assert len(stages.named("fan_out")) == 2  # both deliveries split the job
+    assert len(stages.named("join")) == 1  # one joined it
+    finished(aws, receiver, "long-3", tmp_path)
+
+
+def test_a_parent_that_dies_after_fanning_out_loses_nothing(
+    aws: Aws, media: Media, receiver: Receiver, serve: Any, make_worker: Any, tmp_path: Path
+) -> None:
+    env = {**SPLIT, "GPU_WORKER_VISIBILITY_TIMEOUT": "2"}
+    first = serve(worker_env(aws, receiver.url, tmp_path / "a", **env))
+    aws.send(json.dumps(long_job(aws, media, "long-4")))
+    first.wait_for("long-4: split into 2 segments")
+    first.process.send_signal(signal.SIGKILL)
+    assert first.process.wait(10) == -signal.SIGKILL
+
+    stages = Stages()
+    workers = [make_worker(hooks=stages, **env) for _ in range(2)]
+    with running(*workers):
+        receiver.wait_for(1, timeout=90)
+        deadline = time.monotonic() + 30
+        while aws.counts() != (0, 0) and time.monotonic() < deadline:
+            time.sleep(0.2)
+    assert len(stages.named("join")) == 1
+    finished(aws, receiver, "long-4", tmp_path)
