@@ -124,3 +124,21 @@ def test_cli_renders_in_processes(reel: tuple[Path, dict[str, object]], tmp_path
     assert len(out.frames) == 60
     assert out.audio.shape[1] == pytest.approx(6 * 48_000, abs=2048)
     assert not [p for p in tmp_path.iterdir() if p.name.startswith(".")]  # segments removed
+
+
+def test_the_service_splits_only_videos_longer_than_the_setting() -> None:
+    from gpu_worker.service.segments import plan
+
+    job = parse_job(json.loads(json.dumps(job_dict([{"uri": "a.mp4"}], output={"fps": 30}))))
+    assert [(s.start, s.stop) for s in plan(job, 60 * 30, 12)] == [
+        (0, 360),
+        (360, 720),
+        (720, 1080),
+        (1080, 1440),
+        (1440, 1800),
+    ]
+    assert len(plan(job, 60 * 30, 0)) == 1  # 0: off
+    assert len(plan(job, 12 * 30, 12)) == 1  # not longer than the setting
+    assert [s.stop - s.start for s in plan(job, 13 * 30, 12)] == [180, 210]
+    assert len(plan(job, 7 * 30, 3)) == 1  # two segments would leave one under 4 s
+    assert [s.stop - s.start for s in plan(job, 20 * 30, 4)] == [120] * 5
