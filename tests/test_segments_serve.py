@@ -75,6 +75,11 @@ def finished(aws: Aws, receiver: Receiver, job_id: str, tmp_path: Path) -> dict[
     return event
 
 
+def health(tmp_path: Path, i: int) -> dict[str, str]:
+    """A health file of its own for each worker that runs in this process."""
+    return {"GPU_WORKER_HEALTH_FILE": str(tmp_path / f"health-{i}.json")}
+
+
 @contextmanager
 def running(*workers: Worker) -> Iterator[None]:
     threads = [threading.Thread(target=w.run, daemon=True) for w in workers]
@@ -157,7 +162,7 @@ def test_two_deliveries_of_a_job_race_and_one_joins(
     aws: Aws, media: Media, receiver: Receiver, make_worker: Any, tmp_path: Path
 ) -> None:
     stages = Stages()
-    workers = [make_worker(hooks=stages, **SPLIT) for _ in range(3)]
+    workers = [make_worker(hooks=stages, **SPLIT, **health(tmp_path, i)) for i in range(3)]
     body = json.dumps(long_job(aws, media, "long-3"))
     aws.send(body)
     aws.send(body)
@@ -182,7 +187,7 @@ def test_a_parent_that_dies_after_fanning_out_loses_nothing(
     assert first.process.wait(10) == -signal.SIGKILL
 
     stages = Stages()
-    workers = [make_worker(hooks=stages, **env) for _ in range(2)]
+    workers = [make_worker(hooks=stages, **env, **health(tmp_path, i)) for i in range(2)]
     with running(*workers):
         receiver.wait_for(1, timeout=90)
         deadline = time.monotonic() + 30
@@ -190,3 +195,36 @@ def test_a_parent_that_dies_after_fanning_out_loses_nothing(
             time.sleep(0.2)
     assert len(stages.named("join")) == 1
     finished(aws, receiver, "long-4", tmp_path)
+
+
+def test_each_segment_is_traced_under_the_job(
+    aws: Aws, media: Media, receiver: Receiver, make_worker: Any
+) -> None:
+    from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
+
+    from gpu_worker.observability.setup import setup_telemetry
+    from gpu_worker.observability.spans import serve_hooks
+
+    spans = InMemorySpanExporter()
+    telemetry = setup_telemetry(span_exporters=[spans])
+    parent = make_worker(hooks=serve_hooks(telemetry), **SPLIT)
+    helper = make_worker(hooks=serve_hooks(telemetry), **SPLIT)
+    aws.send(json.dumps(long_job(aws, media, "long-5")))
+    result: list[JobContext] = []
+    thread = threading.Thread(target=lambda: result.extend(parent.poll_once(wait=5)), daemon=True)
+    thread.start()
+    (segment,) = helper.poll_once(wait=10)
+    thread.join(60)
+    telemetry.force_flush()
+    roots = [s for s in spans.get_finished_spans() if s.name == "render_job"]
+    assert len(roots) == 2 and segment.outcome is Outcome.COMPLETED
+    job_root = next(s for s in roots if s.parent is None)
+    part = next(s for s in roots if s.parent is not None)
+    assert part.parent is not None and part.parent.span_id == job_root.context.span_id
+    assert part.context.trace_id == job_root.context.trace_id
+    children = {
+        s.name
+        for s in spans.get_finished_spans()
+        if s.parent and s.parent.span_id == job_root.context.span_id
+    }
+    assert {"fan_out", "segment", "wait_segments", "join", "upload", "webhook"} <= children
