@@ -16,9 +16,12 @@ import pytest
 from aws_fixtures import SECRET, Aws, Media, Receiver, job, worker_env
 
 from gpu_worker.client import verify_webhook
+from gpu_worker.job import parse_job
 from gpu_worker.render.media import probe
 from gpu_worker.render.stages import StageRecord
 from gpu_worker.service.messages import JobContext, Outcome
+from gpu_worker.service.segments import Parts
+from gpu_worker.service.storage import S3Uri
 from gpu_worker.service.worker import Worker
 
 pytest_plugins = ["aws_fixtures"]
@@ -73,6 +76,13 @@ def finished(aws: Aws, receiver: Receiver, job_id: str, tmp_path: Path) -> dict[
     assert info.duration == pytest.approx(8.0, abs=0.05)
     assert aws.counts() == (0, 0)
     return event
+
+
+def started_key(segment: dict[str, Any]) -> str:
+    """The key of the object a worker writes when it starts ``segment``."""
+    job = parse_job(segment["job"])
+    output = S3Uri.parse(job.output.uri, "output")
+    return Parts(output, job, segment["count"]).started(segment["index"]).key
 
 
 def health(tmp_path: Path, i: int) -> dict[str, str]:
@@ -150,7 +160,10 @@ def test_a_segment_worker_killed_mid_segment_is_replaced(
     (taken,) = aws.sqs.receive_message(
         QueueUrl=aws.queue_url, WaitTimeSeconds=10, VisibilityTimeout=2
     )["Messages"]
-    assert json.loads(taken["Body"])["kind"] == "segment"
+    segment = json.loads(taken["Body"])
+    assert segment["kind"] == "segment"
+    started = started_key(segment)  # as a worker marks a segment it starts
+    aws.s3.put_object(Bucket=aws.bucket, Key=started, Body=b"worker")
     (again,) = helper.poll_once(wait=10)
     thread.join(60)
     assert again.outcome is Outcome.COMPLETED and again.receive_count == 2
@@ -228,3 +241,18 @@ def test_each_segment_is_traced_under_the_job(
         if s.parent and s.parent.span_id == job_root.context.span_id
     }
     assert {"fan_out", "segment", "wait_segments", "join", "upload", "webhook"} <= children
+
+
+def test_a_worker_alone_renders_every_segment_itself(
+    aws: Aws, media: Media, receiver: Receiver, make_worker: Any, tmp_path: Path
+) -> None:
+    stages = Stages()
+    worker = make_worker(hooks=stages, **SPLIT)
+    aws.send(json.dumps(long_job(aws, media, "long-6")))
+    (ctx,) = worker.poll_once(wait=5)  # no other worker: the parent renders both segments
+    assert ctx.outcome is Outcome.COMPLETED
+    assert sorted(r.attributes["index"] for r in stages.named("segment")) == [0, 1]
+    # The segment message it sent finds the job done and ends without rendering.
+    (leftover,) = worker.poll_once(wait=5)
+    assert leftover.outcome is Outcome.COMPLETED and len(stages.named("encode")) == 2
+    finished(aws, receiver, "long-6", tmp_path)

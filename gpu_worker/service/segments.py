@@ -59,7 +59,9 @@ from gpu_worker.settings import Settings
 log = logging.getLogger(__name__)
 
 SEGMENT = "segment"
+WORKER, PARENT = "worker", "parent"  # who started a segment (its ``.started`` object)
 POLL = 0.25  # seconds between the parent's looks for finished segments
+HEAD_START = 3.0  # seconds idle workers have to start a segment before the parent takes it
 
 
 class HandedOn(Exception):
@@ -123,6 +125,10 @@ class Parts:
     def video(self, index: int) -> S3Uri:
         return S3Uri(self.output.bucket, f"{self.prefix}{index:04d}-of-{self.count:04d}.mp4")
 
+    def started(self, index: int) -> S3Uri:
+        """Who started rendering the segment: ``worker`` or ``parent``."""
+        return S3Uri(self.output.bucket, f"{self.prefix}{index:04d}.started")
+
     def error(self, index: int) -> S3Uri:
         return S3Uri(self.output.bucket, f"{self.prefix}{index:04d}.error.json")
 
@@ -134,6 +140,7 @@ class Parts:
         return [
             *(self.video(i) for i in range(self.count)),
             *(self.error(i) for i in range(self.count)),
+            *(self.started(i) for i in range(self.count)),
             self.claim,
         ]
 
@@ -196,6 +203,12 @@ class Segments:
                 if self._exists(target) or find_rendered(self.storage, job, output_uri):
                     log.info("job %s: segment %d is already done", job.job_id, message.index)
                     return Outcome.COMPLETED
+                if self._marker(parts.started(message.index)) == PARENT:
+                    # The parent had nobody else to render it (should it die, its next
+                    # delivery renders or sends again what is missing).
+                    log.info("job %s: segment %d is the parent's", job.job_id, message.index)
+                    return Outcome.COMPLETED
+                self._mark(parts.started(message.index), WORKER)
                 with self._folder() as folder:
                     fetched = fetch_inputs(
                         inputs,
@@ -369,9 +382,12 @@ class Segments:
         encoder: EncoderChoice,
         stop_point: Callable[[], None],
     ) -> None:
-        """Download each segment as it appears; render here those that stop coming."""
+        """Download each segment as it appears. While none comes, render here the last one
+        no worker has started (with no other worker free, the parent renders them all, one
+        after the other); a segment a worker started that stops coming is rendered here too,
+        after 3 visibility timeouts and 30 s without news."""
         stall = 3 * self.settings.visibility_timeout + 30
-        last_news = time.monotonic()
+        fanned_out = last_news = time.monotonic()
         with ctx.clock.stage("wait_segments") as attrs:
             waiting = [s for s in spans if not paths[s.index].exists()]
             rounds = 0
@@ -380,12 +396,24 @@ class Segments:
                 rounds += 1
                 if rounds % 8 == 0 and find_rendered(self.storage, job, parts.output):
                     raise HandedOn(f"job {job.job_id} was joined by another delivery")
+                news = False
                 for span in list(waiting):
                     self._check_error(parts, span.index)
                     if self._fetch(parts.video(span.index), paths[span.index]):
                         waiting.remove(span)
-                        last_news = time.monotonic()
-                if waiting and time.monotonic() - last_news > stall:
+                        last_news, news = time.monotonic(), True
+                free: list[Span] = []
+                if not news and time.monotonic() - fanned_out > HEAD_START:
+                    free = [s for s in waiting if self._marker(parts.started(s.index)) != WORKER]
+                if free:
+                    span = free[-1]  # workers take the queue's front: start from the back
+                    waiting.remove(span)
+                    self._mark(parts.started(span.index), PARENT)
+                    self._render_here(
+                        ctx, job, span, folder, fetched, encoder, paths[span.index], parts
+                    )
+                    last_news = time.monotonic()
+                elif waiting and time.monotonic() - last_news > stall:
                     span = waiting.pop(0)
                     log.warning("job %s: segment %d is late; rendered here", job.job_id, span.index)
                     self._render_here(
@@ -448,6 +476,19 @@ class Segments:
         self._parts.pop(ctx.message_id, None)
 
     # -- helpers -------------------------------------------------------------------------------
+
+    def _marker(self, uri: S3Uri) -> str | None:
+        try:
+            body = self.storage.client.get_object(Bucket=uri.bucket, Key=uri.key)["Body"]
+            return str(body.read().decode())
+        except Exception:
+            return None  # absent (or unreadable: the same to the caller)
+
+    def _mark(self, uri: S3Uri, who: str) -> None:
+        try:
+            self.storage.client.put_object(Bucket=uri.bucket, Key=uri.key, Body=who.encode())
+        except Exception as exc:
+            raise s3_error(exc, f"mark {uri}") from exc
 
     def _exists(self, uri: S3Uri) -> bool:
         try:
