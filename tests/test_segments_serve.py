@@ -19,6 +19,7 @@ from gpu_worker.client import verify_webhook
 from gpu_worker.job import parse_job
 from gpu_worker.render.media import probe
 from gpu_worker.render.stages import StageRecord
+from gpu_worker.service import segments
 from gpu_worker.service.messages import JobContext, Outcome
 from gpu_worker.service.segments import Parts
 from gpu_worker.service.storage import S3Uri
@@ -244,8 +245,14 @@ def test_each_segment_is_traced_under_the_job(
 
 
 def test_a_worker_alone_renders_every_segment_itself(
-    aws: Aws, media: Media, receiver: Receiver, make_worker: Any, tmp_path: Path
+    aws: Aws,
+    media: Media,
+    receiver: Receiver,
+    make_worker: Any,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
 ) -> None:
+    monkeypatch.setattr(segments, "HEAD_START", 0.5)  # no other worker will come
     stages = Stages()
     worker = make_worker(hooks=stages, **SPLIT)
     aws.send(json.dumps(long_job(aws, media, "long-6")))
