@@ -156,7 +156,14 @@ class Composition:
                 src_w, src_h = src_h, src_w
             width, height = base_size(clip.fit, clip.motion.scale, src_w, src_h, width, height)
         reader = ClipReader(
-            clip, info, width, height, self.limits, start_at=start_at, decoder=self.decoder
+            clip,
+            info,
+            width,
+            height,
+            self.limits,
+            start_at=start_at,
+            decoder=self.decoder,
+            fps=self.fps,
         )
         if clip.motion is None:
             return reader
@@ -246,7 +253,7 @@ def prepare(
                 raise InvalidJob(f"audio: {job.audio.uri} has no audio stream")
         attrs["inputs"] = len(probed)
     lengths = [
-        clip_length(clip, info, i)
+        clip_length(clip, info, i, job.output.fps)
         for i, (clip, info) in enumerate(zip(job.clips, infos, strict=True))
     ]
     transitions = [(c.transition.type, c.transition.duration) for c in job.clips]
@@ -326,6 +333,8 @@ def soundtrack_of(comp: Composition) -> soundtrack.Mixer:
                 info.path,
                 clip.uri,
                 start=clip.trim_start,
+                # On the picture's clock: sound that starts after the first frame stays late.
+                origin=info.video.start if info.video is not None else None,
                 at=round(placement.start * soundtrack.RATE),
                 length=round(placement.length * soundtrack.RATE),
                 gain=clip.volume,

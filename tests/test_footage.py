@@ -1,0 +1,175 @@
+"""Footage as phones and cameras record it renders as a viewer expects: HDR tone-mapped to
+SDR (patch colours as CIE ΔE), interlaced sources without comb teeth, non-square pixels
+keeping round things round, sound that starts after the picture staying in sync."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from fractions import Fraction
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pytest
+from colour_check import delta_e, oklab_hue, shown
+from helpers import job_dict
+
+from examples.footage import (
+    make_disc_clip,
+    make_hdr_clip,
+    make_interlaced_clip,
+    make_offset_clip,
+    make_striped_clip,
+)
+from examples.samples import make_clip
+from gpu_worker.errors import InvalidJob, UnsupportedInput
+
+Render = Callable[..., Any]
+SIDE = 64  # pixels per colour patch
+MID_GAIN = 0.83802  # BT.2446 method C: SDR = 0.838 x HDR display light below 69.85 cd/m²
+# BT.2020 → BT.709 in linear light, to describe colours only BT.2020 holds.
+BT2020_TO_BT709 = np.array(
+    [[1.6605, -0.5876, -0.0728], [-0.1246, 1.1329, -0.0083], [-0.0182, -0.1006, 1.1187]]
+)
+
+
+def _patches(frame: np.ndarray, count: int) -> list[np.ndarray]:
+    """The light a BT.1886 display shows at the centre of each patch."""
+    mid = frame.shape[0] // 2
+    return [
+        shown(frame[mid - 4 : mid + 4, i * SIDE + 28 : i * SIDE + 36].mean(axis=(0, 1)))
+        for i in range(count)
+    ]
+
+
+def _render_patches(render: Render, path: Path, count: int) -> list[np.ndarray]:
+    data = job_dict([{"uri": str(path)}], output={"width": SIDE * count, "height": SIDE})
+    _, out = render(data)
+    return _patches(out.frames[1], count)
+
+
+@pytest.mark.parametrize("transfer", ["HLG", "PQ"])
+def test_hdr_is_tone_mapped_to_bt709(render: Render, tmp_path: Path, transfer: str) -> None:
+    # cd/m² on the HDR display: mid grey, a skin tone, foliage, reference white, a highlight.
+    patches = [[26, 26, 26], [40, 20, 10], [10, 30, 8], [203, 203, 203], [1000, 1000, 1000]]
+    clip = make_hdr_clip(tmp_path / f"{transfer}.mp4", patches, transfer)
+    got = _render_patches(render, clip, len(patches))
+    for colour, seen in zip(patches[:3], got[:3], strict=True):
+        expected = np.array(colour) * MID_GAIN / 100  # hue and saturation kept
+        assert delta_e(seen, expected) < 3.0, (transfer, colour, seen, expected)
+    white = np.ones(3)
+    assert delta_e(got[3], white) < 2.5, got[3]  # reference white lands at SDR white
+    assert delta_e(got[4], white) < 1.0, got[4]  # highlights roll off into white
+    assert got[3][1] <= got[4][1] + 1e-6
+
+
+def test_bt2020_sdr_is_converted_to_bt709(render: Render, tmp_path: Path) -> None:
+    # A 10-bit SDR BT.2020 clip (100 cd/m² white): colours must come out as they were.
+    patches = [[13, 13, 13], [20, 10, 5], [5, 15, 4], [60, 30, 50]]
+    clip = make_hdr_clip(tmp_path / "sdr2020.mp4", patches, "SDR")
+    got = _render_patches(render, clip, len(patches))
+    for colour, seen in zip(patches, got, strict=True):
+        assert delta_e(seen, np.array(colour) / 100) < 3.0, (colour, seen)
+
+
+def test_colours_outside_bt709_keep_their_hue(render: Render, tmp_path: Path) -> None:
+    # BT.2020's own green and red primaries: no BT.709 colour matches them; they must lose
+    # saturation, not turn another hue (clipping each channel would shift them).
+    wide = [BT2020_TO_BT709 @ np.array(c) for c in ([0.0, 40.0, 0.0], [30.0, 0.0, 0.0])]
+    clip = make_hdr_clip(tmp_path / "wide.mp4", wide, "HLG")
+    got = _render_patches(render, clip, len(wide))
+    for colour, seen in zip(wide, got, strict=True):
+        turn = (oklab_hue(seen) - oklab_hue(colour) + 180) % 360 - 180
+        assert abs(turn) < 4.0, (colour, seen, turn)
+        assert (seen > 0.01).sum() >= 1
+
+
+def test_dolby_vision_without_base_layer_is_refused(render: Render, tmp_path: Path) -> None:
+    clip = make_hdr_clip(tmp_path / "dv5.mp4", [[26, 26, 26]], "HLG", dolby_vision_tag=True)
+    with pytest.raises(UnsupportedInput, match="Dolby Vision"):
+        render(job_dict([{"uri": str(clip)}]))
+
+
+def _comb(frame: np.ndarray) -> float:
+    """How much alternate lines disagree with their neighbours (comb teeth), 0-255."""
+    luma = frame.astype(np.float64).mean(axis=2)
+    inner = luma[1:-1]
+    return float(np.abs(inner - (luma[:-2] + luma[2:]) / 2).max(axis=1).mean())
+
+
+def test_interlaced_source_is_deinterlaced(render: Render, tmp_path: Path) -> None:
+    clip = make_interlaced_clip(tmp_path / "interlaced.mp4")
+    # As stored, each moving edge has teeth: a third of the lines disagree by ~127.
+    import av
+
+    with av.open(str(clip)) as source:
+        raw = [f.to_ndarray(format="rgb24") for f in source.decode(video=0)]
+    assert _comb(raw[5]) > 30
+    _, out = render(job_dict([{"uri": str(clip)}], output={"width": 96, "height": 64}))
+    for frame in out.frames[2:-1]:
+        assert _comb(frame) < 12, _comb(frame)
+
+
+def test_progressive_source_is_untouched(render: Render, tmp_path: Path) -> None:
+    clip = make_striped_clip(tmp_path / "stripes.mp4")
+    _, out = render(job_dict([{"uri": str(clip)}], output={"width": 96, "height": 64}))
+    rows = out.frames[1].astype(np.float64).mean(axis=(1, 2))
+    assert rows[0::2].mean() - rows[1::2].mean() > 120  # one-line stripes survive
+
+
+def _disc_shape(frame: np.ndarray) -> tuple[int, int]:
+    bright = frame.astype(np.float64).mean(axis=2) > 128
+    cols = np.flatnonzero(bright.any(axis=0))
+    rows = np.flatnonzero(bright.any(axis=1))
+    return int(cols[-1] - cols[0] + 1), int(rows[-1] - rows[0] + 1)
+
+
+@pytest.mark.parametrize(
+    ("fit", "width", "height", "rotation"),
+    [
+        ("contain", 96, 96, 0),
+        ("contain", 160, 96, 0),
+        ("cover", 160, 96, 0),
+        ("cover", 96, 160, 0),
+        ("cover", 96, 96, 90),
+        ("contain", 160, 96, 270),
+    ],
+)
+def test_non_square_pixels_keep_a_circle_round(
+    render: Render, tmp_path: Path, fit: str, width: int, height: int, rotation: int
+) -> None:
+    # 72x96 stored with 4:3 pixels is shown 96x96 (HDV's 1440x1080 shown as 1920x1080).
+    clip = make_disc_clip(tmp_path / "disc.mp4", sar=Fraction(4, 3), rotation=rotation)
+    data = job_dict([{"uri": str(clip), "fit": fit}], output={"width": width, "height": height})
+    _, out = render(data)
+    w, h = _disc_shape(out.frames[1])
+    assert abs(w - h) <= max(2, 0.05 * h), (w, h)  # squeezed, it would be 25 % narrower
+
+
+def _flash_and_beep(out: Any) -> tuple[float, float]:
+    brightness = [float(f.mean()) for f in out.frames]
+    flash = out.times[int(np.argmax(brightness))]
+    loud = np.flatnonzero(np.abs(out.audio[0]) > 0.1)
+    return flash, loud[0] / out.audio_rate
+
+
+@pytest.mark.parametrize(("container", "trim"), [("mp4", 0.0), ("mpegts", 0.0), ("mp4", 0.3)])
+def test_sound_that_starts_late_stays_with_its_picture(
+    render: Render, tmp_path: Path, container: str, trim: float
+) -> None:
+    ext = "ts" if container == "mpegts" else "mp4"
+    clip = make_offset_clip(tmp_path / f"offset.{ext}", container=container)
+    data = job_dict([{"uri": str(clip), "trim_start": trim, "volume": 1.0}])
+    _, out = render(data)
+    flash, beep = _flash_and_beep(out)
+    assert abs(flash - (1.0 - trim)) < 0.05
+    assert abs(beep - flash) <= 0.1, (flash, beep)  # within one frame at 10 fps
+
+
+def test_duration_past_the_source_end_is_refused(render: Render, tmp_path: Path) -> None:
+    clip = make_clip(tmp_path / "one.mp4", width=96, height=160, fps=10, seconds=1.0)
+    with pytest.raises(InvalidJob, match=r"clips\[0\].*lasts 1\.0\d+ s.*duration 1\.5 s"):
+        render(job_dict([{"uri": str(clip), "duration": 1.5}]))
+    # Less than a frame over is the last frame's own length: accepted.
+    result, _ = render(job_dict([{"uri": str(clip), "duration": 1.05}]))
+    assert result.frames >= 10
