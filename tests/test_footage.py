@@ -110,6 +110,17 @@ def test_interlaced_source_is_deinterlaced(render: Render, tmp_path: Path) -> No
         assert _comb(frame) < 12, _comb(frame)
 
 
+def test_interlaced_source_keeps_its_field_rate(render: Render, tmp_path: Path) -> None:
+    # 10 frames/s of 20 fields/s shown at 20 fps: every field becomes a frame, in the order
+    # they were filmed, so the edge moves forward by half a frame's step each frame.
+    clip = make_interlaced_clip(tmp_path / "interlaced.mp4")
+    _, out = render(job_dict([{"uri": str(clip)}], output={"width": 96, "height": 64, "fps": 20}))
+    edges = [int((f.astype(np.float64).mean(axis=2)[32] > 128).sum()) for f in out.frames]
+    steps = np.diff(edges[1:-1])
+    assert (steps > 0).all() and abs(float(np.median(steps)) - 3) <= 1, edges
+    assert all(_comb(f) < 12 for f in out.frames[1:-1])
+
+
 def test_progressive_source_is_untouched(render: Render, tmp_path: Path) -> None:
     clip = make_striped_clip(tmp_path / "stripes.mp4")
     _, out = render(job_dict([{"uri": str(clip)}], output={"width": 96, "height": 64}))

@@ -369,7 +369,8 @@ class ClipReader:
         if self.deinterlacer is None:
             if not frames:
                 return []
-            self.deinterlacer = Deinterlacer(frames[0], self.stream.time_base, self.fields)
+            order = self.info.video.field_order if self.info.video is not None else 0
+            self.deinterlacer = Deinterlacer(frames[0], self.stream.time_base, self.fields, order)
         out = list(self.deinterlacer.push(frames))
         if flush:
             out += list(self.deinterlacer.flush())

@@ -26,14 +26,19 @@ class Deinterlacer:
     """A ``bwdif`` graph fed decoded frames; its output frames carry their own time base
     (half the source's when every field becomes a frame)."""
 
-    def __init__(self, first: av.VideoFrame, time_base: Any, fields: bool) -> None:
+    def __init__(
+        self, first: av.VideoFrame, time_base: Any, fields: bool, field_order: int = 0
+    ) -> None:
+        """``field_order`` (FFmpeg's AVFieldOrder, from the stream) decides which field was
+        filmed first when known; else each frame's own flag does."""
         self.graph = av.filter.Graph()
         src = self.graph.add_buffer(
             width=first.width, height=first.height, format=first.format, time_base=time_base
         )
         mode = "send_field" if fields else "send_frame"
         # deint=all: frames some encoders leave unflagged are deinterlaced too.
-        node = self.graph.add("bwdif", f"mode={mode}:parity=auto:deint=all")
+        parity = {2: "tff", 4: "tff", 3: "bff", 5: "bff"}.get(field_order, "auto")
+        node = self.graph.add("bwdif", f"mode={mode}:parity={parity}:deint=all")
         sink = self.graph.add("buffersink")
         src.link_to(node)
         node.link_to(sink)

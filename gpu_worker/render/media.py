@@ -66,6 +66,7 @@ class VideoInfo:
     colour: ColourTags = field(default_factory=ColourTags)
     sar: Fraction = Fraction(1)  # sample (pixel) aspect ratio: shown width = width x sar
     interlaced: bool = False  # field order tt/bb/tb/bt, or frames flagged interlaced
+    field_order: int = 0  # FFmpeg's AVFieldOrder: 2 tt, 3 bb, 4 tb, 5 bt; 0 unknown
     start: float = 0.0  # seconds: when the first frame is shown, on the container's clock
 
 
@@ -212,6 +213,7 @@ def probe(path: Path, label: str, limits: Limits | None = None) -> MediaInfo:
                 colour=tags,
                 sar=_sample_aspect(vstream, label),
                 interlaced=int(ctx.field_order or 0) >= 2 or bool(first.interlaced_frame),
+                field_order=int(ctx.field_order or 0),
                 start=_start(vstream),
             )
         audio = None
