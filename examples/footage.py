@@ -263,3 +263,87 @@ def make_offset_clip(
         for packet in astream.encode():
             out.mux(packet)
     return path
+
+
+def _s15(value: float) -> bytes:
+    return round(value * 65536).to_bytes(4, "big", signed=True)
+
+
+def display_p3_icc() -> bytes:
+    """A Display P3 ICC profile (v2 matrix/TRC, D50-adapted colorants, the sRGB curve), as
+    iPhones embed in their photos: built here so tests need no profile file."""
+    d50 = (0.9642, 1.0, 0.8249)
+    colorants = {
+        b"rXYZ": (0.515121, 0.241196, -0.001053),
+        b"gXYZ": (0.291977, 0.692245, 0.041885),
+        b"bXYZ": (0.157104, 0.066574, 0.784073),
+    }
+    x = np.linspace(0.0, 1.0, 1024)
+    curve = np.where(x <= 0.04045, x / 12.92, ((x + 0.055) / 1.055) ** 2.4)
+    curv = b"curv\0\0\0\0" + len(x).to_bytes(4, "big")
+    curv += np.round(curve * 65535).astype(">u2").tobytes()
+    name = b"Display P3 (test)\0"
+    desc = b"desc\0\0\0\0" + len(name).to_bytes(4, "big") + name + bytes(4 + 4 + 2 + 1 + 67)
+    tags: list[tuple[bytes, bytes]] = [
+        (b"desc", desc),
+        (b"wtpt", b"XYZ \0\0\0\0" + b"".join(_s15(v) for v in d50)),
+        *(
+            (sig, b"XYZ \0\0\0\0" + b"".join(_s15(v) for v in xyz))
+            for sig, xyz in colorants.items()
+        ),
+        (b"rTRC", curv),
+        (b"gTRC", curv),
+        (b"bTRC", curv),
+        (b"cprt", b"text\0\0\0\0No copyright, test data\0"),
+    ]
+    offset = 128 + 4 + 12 * len(tags)
+    table, data = b"", b""
+    for sig, body in tags:
+        table += sig + (offset + len(data)).to_bytes(4, "big") + len(body).to_bytes(4, "big")
+        data += body + bytes(-len(body) % 4)
+    size = offset + len(data)
+    header = (
+        size.to_bytes(4, "big")
+        + b"lcms"
+        + bytes([2, 0x10, 0, 0])
+        + b"mntrRGB XYZ "
+        + bytes(12)
+        + b"acsp"
+        + bytes(24)
+        + bytes(4)
+        + b"".join(_s15(v) for v in d50)
+        + bytes(4)
+    )
+    header += bytes(128 - len(header))
+    return header + len(tags).to_bytes(4, "big") + table + data
+
+
+def make_photo(
+    path: Path,
+    rgb: NDArray[np.uint8],
+    *,
+    format: str,
+    orientation: int = 1,
+    icc: bytes | None = None,
+) -> Path:
+    """A photo of ``rgb`` (as stored: turning it is the viewer's job when ``orientation``, an
+    EXIF value, says so) in ``format`` (JPEG, PNG, AVIF, HEIF), with an embedded ICC
+    profile when given."""
+    from PIL import Image
+
+    if format == "HEIF":
+        import pillow_heif
+
+        pillow_heif.register_heif_opener()
+    image = Image.fromarray(rgb, "RGB")
+    exif = Image.Exif()
+    if orientation != 1:
+        exif[0x0112] = orientation
+    options: dict[str, object] = {"exif": exif.tobytes()} if orientation != 1 else {}
+    if icc is not None:
+        options["icc_profile"] = icc
+    if format in ("JPEG", "AVIF", "HEIF"):
+        options["quality"] = 95 if format == "JPEG" else 90
+    path.parent.mkdir(parents=True, exist_ok=True)
+    image.save(path, format=format, **options)
+    return path

@@ -15,8 +15,9 @@ display. The steps, per LUT entry:
    saturation): the BT.2446 method C linear segment (gain 0.83802 up to its inflection at
    69.85 cd/m², so mid grey 26 cd/m² lands at 21.8 % of SDR white) continued by an
    exponential shoulder, smooth at the inflection, that reaches SDR white exactly at the
-   source's peak (HLG: 1000 cd/m²; PQ: the mastering display's peak, 1000 cd/m² when
-   untagged). HDR reference white (203 cd/m²) lands at 97 % of SDR white.
+   source's peak (HLG: 1000 cd/m², its reference display; PQ: 1000 cd/m², the usual HDR10
+   mastering peak — brighter highlights become white). HDR reference white (203 cd/m²)
+   lands at 97 % of SDR white.
 4. Colours still outside BT.709 (negative or above 1 in a channel) lose chroma alone, at
    constant lightness and hue in Oklab, until they fit: no hue shift, as clipping each
    channel would cause.
@@ -151,42 +152,17 @@ def read_tags(ctx: Any, frame: Any, codec_tag: str | None = None) -> ColourTags:
 
     fmt = getattr(frame, "format", None) or getattr(ctx, "format", None)
     name = fmt.name if fmt is not None else ""
-    bits = 8
-    for depth in (16, 14, 12, 10, 9):
-        if f"p{depth}" in name or name.startswith(f"p0{depth}") or name in ("p010le", "p010be"):
-            bits = depth
-            break
-    if name.startswith(("p010", "p016")):
-        bits = 10 if name.startswith("p010") else 16
+    bits = int(fmt.components[0].bits) if fmt is not None and fmt.components else 8
     colour_range = int(getattr(frame, "color_range", 0) or getattr(ctx, "color_range", 0) or 0)
     full = colour_range == 2 or name.startswith("yuvj")
-    peak = None
+    # Dolby Vision is told by its sample entry (dvh1, dvhe, dav1…). Frame side data (DOVI
+    # metadata, mastering display) is not read: touching ``frame.side_data`` in PyAV 18
+    # crashes the interpreter at the next garbage collection.
     dolby = (codec_tag or "").lower() in DOLBY_VISION_TAGS
-    for data in getattr(frame, "side_data", None) or []:
-        kind = str(getattr(data, "type", "")).upper()
-        if "DOVI" in kind:
-            dolby = True
-        if "MASTERING_DISPLAY" in kind:
-            peak = _mastering_peak(data) or peak
     matrix = pick("colorspace")
     if name.startswith(("rgb", "bgr", "gbr", "argb", "abgr", "pal8", "gray")):
         matrix = SPC_RGB
-    return ColourTags(matrix, pick("color_primaries"), pick("color_trc"), full, bits, peak, dolby)
-
-
-def _mastering_peak(data: Any) -> float | None:
-    """Max luminance (cd/m²) of AVMasteringDisplayMetadata side data, when set."""
-    raw = bytes(data)
-    # struct: display_primaries[3][2], white_point[2], min_luminance, max_luminance
-    # (AVRational = 2 x int32 each), then has_primaries, has_luminance (int32).
-    if len(raw) < 88:
-        return None
-    values = np.frombuffer(raw[:88], dtype=np.int32)
-    has_luminance = values[21]
-    num, den = values[18], values[19]
-    if not has_luminance or den <= 0 or num <= 0:
-        return None
-    return float(num) / float(den)
+    return ColourTags(matrix, pick("color_primaries"), pick("color_trc"), full, bits, None, dolby)
 
 
 def plan_for(tags: ColourTags, width: int, height: int, label: str) -> ColourPlan:

@@ -26,6 +26,7 @@ from gpu_worker.errors import (
 from gpu_worker.limits import Limits
 from gpu_worker.render.colour import ColourTags, plan_for, read_tags
 from gpu_worker.render.files import stat_input
+from gpu_worker.render.stills import normalised_still
 
 log = logging.getLogger(__name__)
 
@@ -182,6 +183,9 @@ def probe(path: Path, label: str, limits: Limits | None = None) -> MediaInfo:
     """What an input holds: format, duration, video and audio streams, upright size."""
     limits = limits or Limits()
     size = _check_file(path, label, limits)
+    # HEIC/AVIF photos, and photos to turn upright or out of a wide-gamut profile, are read
+    # from an upright sRGB copy.
+    path = normalised_still(path, label, limits) or path
     with open_input(path, label, limits) as container:
         format_name = container.format.name
         vstream = container.streams.video[0] if container.streams.video else None
