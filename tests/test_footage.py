@@ -4,6 +4,7 @@ keeping round things round, sound that starts after the picture staying in sync.
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Callable
 from fractions import Fraction
 from pathlib import Path
@@ -23,6 +24,9 @@ from examples.footage import (
 )
 from examples.samples import make_clip
 from gpu_worker.errors import InvalidJob, UnsupportedInput
+from gpu_worker.job import Fit
+from gpu_worker.render.colour import ColourTags, plan_for
+from gpu_worker.render.decoder import cuvid_options
 
 Render = Callable[..., Any]
 SIDE = 64  # pixels per colour patch
@@ -82,6 +86,43 @@ def test_colours_outside_bt709_keep_their_hue(render: Render, tmp_path: Path) ->
         turn = (oklab_hue(seen) - oklab_hue(colour) + 180) % 360 - 180
         assert abs(turn) < 4.0, (colour, seen, turn)
         assert (seen > 0.01).sum() >= 1
+
+
+def test_untagged_hdr_gets_the_documented_defaults_and_a_log_line(
+    render: Render, tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    # HLG with neither primaries nor matrix tagged: read as BT.2020, and said so.
+    patches = [[26, 26, 26], [40, 20, 10]]
+    clip = make_hdr_clip(
+        tmp_path / "untagged.mp4", patches, "HLG", untagged=("primaries", "matrix")
+    )
+    with caplog.at_level(logging.INFO, logger="gpu_worker.render.colour"):
+        got = _render_patches(render, clip, len(patches))
+    said = " ".join(r.getMessage() for r in caplog.records)
+    assert "without colour primaries: read as BT.2020" in said
+    assert "no colour matrix tag: read as BT.2020" in said
+    for colour, seen in zip(patches, got, strict=True):
+        assert delta_e(seen, np.array(colour) * MID_GAIN / 100) < 3.0
+
+
+def test_untagged_matrix_is_judged_by_the_source_size_on_both_paths() -> None:
+    # One decision per source, from its own size: NVDEC frames arrive resized, yet a 640x360
+    # source stays BT.601 and a 1280x720 one BT.709 whatever the output size.
+    assert plan_for(ColourTags(), 640, 360, "sd").in_matrix == "bt601"
+    assert plan_for(ColourTags(), 1280, 720, "hd").in_matrix == "bt709"
+
+
+def test_nvdec_cover_crop_follows_the_shown_shape() -> None:
+    # HDV: 1440x1080 stored, 4:3 pixels, shown 1920x1080: a 1920x1080 cover needs no crop.
+    options, w, h = cuvid_options(Fit.COVER, 0, 1440, 1080, 1920, 1080, sar=Fraction(4, 3))
+    assert options["crop"] == "0x0x0x0" and (w, h) == (1920, 1080)
+    # Shown 1080x1920 (vertical): keep the middle 1080/1920 x 1920 = 607.5 shown columns.
+    options, _, _ = cuvid_options(Fit.COVER, 0, 1440, 1080, 1080, 1920, sar=Fraction(4, 3))
+    top, bottom, left, right = (int(v) for v in options["crop"].split("x"))
+    assert (top, bottom) == (0, 0)
+    assert abs((1440 - left - right) * 4 / 3 - 1080 * 1080 / 1920) < 2
+    options, _, _ = cuvid_options(Fit.CONTAIN, 0, 1920, 1080, 1080, 1920, deinterlace=True)
+    assert options == {"deint": "adaptive", "drop_second_field": "1"}
 
 
 def test_dolby_vision_without_base_layer_is_refused(render: Render, tmp_path: Path) -> None:
