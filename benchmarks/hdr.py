@@ -1,15 +1,17 @@
 """What HDR costs: an HLG clip against an SDR clip of the same size, codec and bit depth.
 
     python benchmarks/hdr.py                  # 1080p, 2 s at 30 fps, 3 runs each
-    python benchmarks/hdr.py --seconds 1 --runs 1 --size 480x270
+    python benchmarks/hdr.py --output 1080x1920     # a 1080p source in a vertical reel
+    python benchmarks/hdr.py --seconds 1 --runs 1 --size 640x360
 
 Both sources are HEVC 10-bit (libx265) made here from the same moving pattern; one is
 tagged HLG BT.2020 (an iPhone's default), the other SDR BT.709. Each is rendered by
-``render_job`` (libx264, CPU decoding) to the same-size output, alternately, and the best wall
-time of each is kept. Reported: the HLG/SDR render time ratio (the target is at most 1.25),
-and the tone mapping's own cost in ms per source frame: the same fitting filter graph run on
-the decoded frames with and without the LUT, measured in the same command. The LUT itself
-is built once per worker process, before the timed renders (its time is reported too).
+``render_job`` (libx264; CPU decoding unless NVDEC opens) to the same output, alternately,
+and the best wall time of each is kept. Reported: the HLG/SDR render time ratio (the target
+is at most 1.25), and the tone mapping's own cost in ms per source frame: the same fitting
+filter graph run on the decoded frames with and without the LUT, measured in the same
+command. The LUT itself is built once per worker process, before the timed renders (its
+time is reported too).
 """
 
 from __future__ import annotations
@@ -115,9 +117,11 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--seconds", type=float, default=2.0)
     parser.add_argument("--runs", type=int, default=3)
-    parser.add_argument("--size", default="1920x1080")
+    parser.add_argument("--size", default="1920x1080", help="the sources' size")
+    parser.add_argument("--output", help="the videos' size (default: the sources')")
     args = parser.parse_args()
     width, height = (int(v) for v in args.size.split("x"))
+    out_w, out_h = (int(v) for v in (args.output or args.size).split("x"))
     frames = max(1, round(args.seconds * 30))
     with tempfile.TemporaryDirectory(prefix="hdr-bench-") as tmp:
         folder = Path(tmp)
@@ -130,14 +134,13 @@ def main() -> None:
         times: dict[str, list[float]] = {"hlg": [], "sdr": []}
         for _ in range(args.runs):
             for name, source in (("sdr", sdr), ("hlg", hlg)):
-                times[name].append(
-                    render_seconds(source, folder / f"{name}-out.mp4", width, height)
-                )
-        lut_ms = fit_ms(hlg, width, height, True)
-        plain_ms = fit_ms(hlg, width, height, False)
+                times[name].append(render_seconds(source, folder / f"{name}-out.mp4", out_w, out_h))
+        lut_ms = fit_ms(hlg, out_w, out_h, True)
+        plain_ms = fit_ms(hlg, out_w, out_h, False)
     best = {name: min(values) for name, values in times.items()}
     report = {
         "size": f"{width}x{height}",
+        "output": f"{out_w}x{out_h}",
         "frames": frames,
         "runs": args.runs,
         "render_s": {name: round(value, 3) for name, value in best.items()},
