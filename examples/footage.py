@@ -89,8 +89,9 @@ def make_hdr_clip(
     """A clip of square patches side by side, each ``side`` pixels, of the given colours
     (display light in cd/m², BT.709 RGB), encoded as 10-bit BT.2020 ``transfer`` (HLG, PQ,
     or SDR) and tagged as phones tag it. ``dolby_vision_tag`` stores it as a Dolby Vision
-    profile 5 stream would be seen: tagged ``dvh1`` with no colour tags. ``untagged`` leaves
-    out some tags (``"primaries"``, ``"matrix"``), as some cameras and editors do."""
+    stream's sample entry is tagged: ``dvh1`` (with all colour tags ``untagged``, that is how
+    profile 5 looks; with HLG tags, profile 8.4). ``untagged`` leaves out some tags
+    (``"primaries"``, ``"matrix"``, ``"transfer"``), as some cameras and editors do."""
     colours = np.asarray(patches, np.float64)
     width = side * len(colours)
     image = np.repeat(np.repeat(colours[None, :, :], side, axis=0), side, axis=1)
@@ -108,18 +109,16 @@ def make_hdr_clip(
             ctx.options = {"preset": "ultrafast", "x265-params": "log-level=error:lossless=1"}
         if dolby_vision_tag:
             ctx.codec_tag = "dvh1"
-        else:
-            ctx.color_primaries = 2 if "primaries" in untagged else 9
-            ctx.colorspace = 2 if "matrix" in untagged else 9
-            ctx.color_trc = TRANSFER_CODES[transfer]
-            ctx.color_range = 1
+        ctx.color_primaries = 2 if "primaries" in untagged else 9
+        ctx.colorspace = 2 if "matrix" in untagged else 9
+        ctx.color_trc = 2 if "transfer" in untagged else TRANSFER_CODES[transfer]
+        ctx.color_range = 1
         for i in range(frames):
             frame = _yuv420p10(signal)
-            if not dolby_vision_tag:
-                frame.color_primaries = ctx.color_primaries
-                frame.colorspace = ctx.colorspace
-                frame.color_trc = TRANSFER_CODES[transfer]
-                frame.color_range = 1
+            frame.color_primaries = ctx.color_primaries
+            frame.colorspace = ctx.colorspace
+            frame.color_trc = ctx.color_trc
+            frame.color_range = 1
             frame.pts = i
             frame.time_base = Fraction(1, fps)
             for packet in stream.encode(frame):

@@ -126,9 +126,24 @@ def test_nvdec_cover_crop_follows_the_shown_shape() -> None:
 
 
 def test_dolby_vision_without_base_layer_is_refused(render: Render, tmp_path: Path) -> None:
-    clip = make_hdr_clip(tmp_path / "dv5.mp4", [[26, 26, 26]], "HLG", dolby_vision_tag=True)
+    clip = make_hdr_clip(
+        tmp_path / "dv5.mp4",
+        [[26, 26, 26]],
+        "HLG",
+        dolby_vision_tag=True,
+        untagged=("primaries", "matrix", "transfer"),
+    )
     with pytest.raises(UnsupportedInput, match="Dolby Vision"):
         render(job_dict([{"uri": str(clip)}]))
+
+
+def test_dolby_vision_with_hlg_base_plays_as_hlg(render: Render, tmp_path: Path) -> None:
+    # Profile 8.4 (iPhone): its HLG base layer is what is shown.
+    patches = [[26, 26, 26], [40, 20, 10]]
+    clip = make_hdr_clip(tmp_path / "dv84.mp4", patches, "HLG", dolby_vision_tag=True)
+    got = _render_patches(render, clip, len(patches))
+    for colour, seen in zip(patches, got, strict=True):
+        assert delta_e(seen, np.array(colour) * MID_GAIN / 100) < 3.0
 
 
 def _comb(frame: np.ndarray) -> float:
@@ -205,11 +220,13 @@ def _flash_and_beep(out: Any) -> tuple[float, float]:
     return flash, loud[0] / out.audio_rate
 
 
-@pytest.mark.parametrize(("container", "trim"), [("mp4", 0.0), ("mpegts", 0.0), ("mp4", 0.3)])
+@pytest.mark.parametrize(
+    ("container", "trim"), [("mp4", 0.0), ("mov", 0.0), ("mpegts", 0.0), ("mp4", 0.3)]
+)
 def test_sound_that_starts_late_stays_with_its_picture(
     render: Render, tmp_path: Path, container: str, trim: float
 ) -> None:
-    ext = "ts" if container == "mpegts" else "mp4"
+    ext = {"mpegts": "ts"}.get(container, container)
     clip = make_offset_clip(tmp_path / f"offset.{ext}", container=container)
     data = job_dict([{"uri": str(clip), "trim_start": trim, "volume": 1.0}])
     _, out = render(data)
