@@ -112,7 +112,8 @@ def _scaled(
         return [("scale", f"{size}:flags={flags}:{read}")]
     assert plan is not None
     into_rgb = ":".join(a for a in (f"{size}:flags={flags}", plan.input_args()) if a)
-    return [("scale", into_rgb), *tone, ("scale", _COLOR)]
+    # Back to YCbCr at the same size: only chroma is resampled, bilinear is plenty.
+    return [("scale", into_rgb), *tone, ("scale", f"flags=bilinear:{_COLOR}")]
 
 
 def filter_chain(
@@ -141,7 +142,7 @@ def filter_chain(
             chain.append(("crop", f"{cw}:{ch}:{cx}:{cy}"))
         if plan is not None and plan.lut is not None and cw * ch <= width * height:
             # Map the (smaller) cropped source, then scale it up.
-            chain += [*_scaled(f"w={cw}:h={ch}", read, plan)[:-1]]
+            chain += [*_scaled(f"w={cw}:h={ch}", read, plan, "bilinear")[:-1]]
             chain.append(("scale", f"w={width}:h={height}:flags=bicubic:{_COLOR}"))
         else:
             chain += _scaled(f"w={width}:h={height}", read, plan)
