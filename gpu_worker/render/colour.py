@@ -144,9 +144,10 @@ def read_tags(ctx: Any, frame: Any, codec_tag: str | None = None) -> ColourTags:
     wins where both say something: decoders fill it from the bitstream)."""
 
     def pick(name: str) -> int:
+        # 0 and 3 are reserved codes (0 is "RGB" as a matrix, decided by the pixel format).
         for source in (frame, ctx):
             value = int(getattr(source, name, UNSPECIFIED) or 0)
-            if value not in (0, UNSPECIFIED, 3) or (name == "colorspace" and value == SPC_RGB):
+            if value not in (0, UNSPECIFIED, 3):
                 return value
         return UNSPECIFIED
 
