@@ -67,6 +67,22 @@ def test_hdr_is_tone_mapped_to_bt709(render: Render, tmp_path: Path, transfer: s
     assert got[3][1] <= got[4][1] + 1e-6
 
 
+def test_bright_saturated_highlights_keep_hue_and_saturation(
+    render: Render, tmp_path: Path
+) -> None:
+    # A neon red and a sunlit sky blue, far above reference white: they roll off in
+    # brightness, not into white.
+    highlights = [[600.0, 40.0, 20.0], [80.0, 200.0, 700.0]]
+    clip = make_hdr_clip(tmp_path / "neon.mp4", highlights, "HLG")
+    got = _render_patches(render, clip, len(highlights))
+    for colour, seen in zip(highlights, got, strict=True):
+        source = np.array(colour)
+        turn = (oklab_hue(seen) - oklab_hue(source) + 180) % 360 - 180
+        assert abs(turn) < 4.0, (colour, seen, turn)
+        assert seen.max() > 0.9  # as bright as SDR allows
+        assert abs(seen.min() / seen.max() - source.min() / source.max()) < 0.05, seen
+
+
 def test_bt2020_sdr_is_converted_to_bt709(render: Render, tmp_path: Path) -> None:
     # A 10-bit SDR BT.2020 clip (100 cd/m² white): colours must come out as they were.
     patches = [[13, 13, 13], [20, 10, 5], [5, 15, 4], [60, 30, 50]]

@@ -11,16 +11,17 @@ display. The steps, per LUT entry:
    the OOTF of the 1000 cd/m² reference display (system gamma 1.2), so HDR reference white
    (75 % HLG) is 203 cd/m². SDR BT.2020: the BT.1886 EOTF, 1.0 being SDR white.
 2. Gamut: the BT.2020 → BT.709 matrix in linear light.
-3. Tone (HDR only), on luminance alone so every colour keeps its RGB ratios (hue and
-   saturation): the BT.2446 method C linear segment (gain 0.83802 up to its inflection at
-   69.85 cd/m², so mid grey 26 cd/m² lands at 21.8 % of SDR white) continued by an
-   exponential shoulder, smooth at the inflection, that reaches SDR white exactly at the
-   source's peak (HLG: 1000 cd/m², its reference display; PQ: 1000 cd/m², the usual HDR10
-   mastering peak — brighter highlights become white). HDR reference white (203 cd/m²)
-   lands at 97 % of SDR white.
-4. Colours still outside BT.709 (negative or above 1 in a channel) lose chroma alone, at
-   constant lightness and hue in Oklab, until they fit: no hue shift, as clipping each
-   channel would cause.
+3. Tone (HDR only): one gain per colour, from the tone curve applied to its largest
+   channel, so every colour keeps its RGB ratios (hue and saturation) and bright saturated
+   colours stay saturated instead of turning white. The curve: the BT.2446 method C linear
+   segment (gain 0.83802 up to its inflection at 69.85 cd/m², so mid grey 26 cd/m² lands at
+   21.8 % of SDR white) continued by an exponential shoulder, smooth at the inflection, that
+   reaches SDR white exactly at the source's peak (HLG: 1000 cd/m², its reference display;
+   PQ: 1000 cd/m², the usual HDR10 mastering peak; brighter highlights become white). Greys
+   follow it exactly: HDR reference white (203 cd/m²) lands at 97 % of SDR white.
+4. Colours still outside BT.709 (a negative channel) lose chroma alone, at constant
+   lightness and hue in Oklab, until they fit: no hue shift, as clipping each channel would
+   cause.
 5. The inverse BT.1886 EOTF (1/2.4).
 """
 
@@ -330,10 +331,12 @@ def to_sdr(signal: F64, hdr: str | None, primaries: int, peak: float) -> F64:
         light = np.power(np.clip(signal, 0.0, 1.0), 2.4)
     rgb = light @ _TO_BT709.get(primaries, np.eye(3)).T
     if hdr is not None:
-        y = rgb @ LUMA_709
-        sdr_y = tone_curve(np.maximum(y, 0.0), peak)
+        # One gain per colour, from its largest channel: ratios (hue, saturation) are kept
+        # and no channel passes SDR white, so bright saturated colours stay saturated.
+        top = rgb.max(axis=-1)
+        sdr_top = tone_curve(np.maximum(top, 0.0), peak)
         with np.errstate(divide="ignore", invalid="ignore"):
-            gain = np.where(y > 1e-9, sdr_y / y, _K1 / 100.0)
+            gain = np.where(top > 1e-9, sdr_top / top, _K1 / 100.0)
         rgb = rgb * gain[..., None]
     return np.power(fit_gamut(rgb), 1 / 2.4)
 
