@@ -19,9 +19,9 @@ display. The steps, per LUT entry:
    reaches SDR white exactly at the source's peak (HLG: 1000 cd/m², its reference display;
    PQ: 1000 cd/m², the usual HDR10 mastering peak; brighter highlights become white). Greys
    follow it exactly: HDR reference white (203 cd/m²) lands at 97 % of SDR white.
-4. Colours still outside BT.709 (a negative channel) lose chroma alone, at constant
-   lightness and hue in Oklab, until they fit: no hue shift, as clipping each channel would
-   cause.
+4. Colours still outside BT.709 (a channel below 0, or above 1 from BT.2020 SDR) lose
+   chroma alone, at constant lightness and hue in Oklab, until they fit: no hue shift, as
+   clipping each channel would cause.
 5. The inverse BT.1886 EOTF (1/2.4).
 """
 
