@@ -4,8 +4,9 @@
     python benchmarks/hdr.py --output 1080x1920     # a 1080p source in a vertical reel
     python benchmarks/hdr.py --seconds 1 --runs 1 --size 640x360
 
-Both sources are HEVC 10-bit (libx265) made here from the same moving pattern; one is
-tagged HLG BT.2020 (an iPhone's default), the other SDR BT.709. Each is rendered by
+Both sources are HEVC 10-bit (libx265) made here: a moving pattern tagged HLG BT.2020 (an
+iPhone's default), and its SDR twin, the same pictures as the worker maps them, tagged
+BT.709 (so both renders encode the same pictures). Each is rendered by
 ``render_job`` (libx264; CPU decoding unless NVDEC opens) to the same output, alternately,
 and the best wall and CPU (all threads) times of each are kept. Reported: the HLG/SDR render
 time ratios (the target is at most 1.25; on a busy machine the CPU ratio is the steadier),
@@ -84,6 +85,34 @@ def make_source(path: Path, width: int, height: int, frames: int, tags: dict[str
     return path
 
 
+def make_sdr_twin(hlg: Path, path: Path, width: int, height: int) -> Path:
+    """The same scene as an SDR master: the HLG clip's pictures as the worker maps them,
+    stored as 10-bit HEVC tagged BT.709, so both renders encode the same pictures and
+    differ only by the HDR handling."""
+    plan = plan_for(ColourTags(9, 9, 18), width, height, hlg.name)
+    with av.open(str(hlg)) as source, av.open(str(path), "w") as out:
+        stream = out.add_stream("libx265", rate=30)
+        stream.width, stream.height = width, height
+        stream.pix_fmt = "yuv420p10le"
+        ctx = stream.codec_context
+        ctx.options = {"preset": "ultrafast", "crf": "20", "x265-params": "log-level=error"}
+        ctx.color_primaries = ctx.color_trc = ctx.colorspace = SDR["matrix"]
+        ctx.color_range = 1
+        fitter = None
+        for frame in source.decode(video=0):
+            if fitter is None:
+                fitter = _Fitter(frame, frame.time_base, 0, Fit.COVER, width, height, plan)
+            mapped = fitter(frame).reformat(format="yuv420p10le")
+            mapped.color_primaries = mapped.color_trc = mapped.colorspace = SDR["matrix"]
+            mapped.color_range = 1
+            mapped.pts, mapped.time_base = frame.pts, frame.time_base
+            for packet in stream.encode(mapped):
+                out.mux(packet)
+        for packet in stream.encode():
+            out.mux(packet)
+    return path
+
+
 def render_seconds(
     source: Path, out: Path, width: int, height: int
 ) -> tuple[float, float, dict[str, float]]:
@@ -132,7 +161,7 @@ def main() -> None:
     with tempfile.TemporaryDirectory(prefix="hdr-bench-") as tmp:
         folder = Path(tmp)
         hlg = make_source(folder / "hlg.mp4", width, height, frames, HLG)
-        sdr = make_source(folder / "sdr.mp4", width, height, frames, SDR)
+        sdr = make_sdr_twin(hlg, folder / "sdr.mp4", width, height)
         # The LUT is built once per process (then cached): timed apart, not in the renders.
         start = time.perf_counter()
         plan_for(ColourTags(9, 9, 18), width, height, "warm-up")
