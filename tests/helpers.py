@@ -91,12 +91,20 @@ def run_cli(*args: str, env: dict[str, str] | None = None, cwd: Path | None = No
     environment and ``cwd`` as the working folder for the call; fast enough to run many."""
     import contextlib
     import io
+    import logging
     import os
 
     from gpu_worker import cli
 
     out, err = io.StringIO(), io.StringIO()
     saved_env, saved_cwd = dict(os.environ), os.getcwd()
+    root = logging.getLogger()
+    saved_logging = (list(root.handlers), root.level)
+    # The local servers other tests leave running (moto's werkzeug) log from their own
+    # threads: keep those lines out of what this command printed.
+    werkzeug = logging.getLogger("werkzeug")
+    saved_werkzeug = werkzeug.propagate
+    werkzeug.propagate = False
     try:
         os.environ.update(env or {})
         if cwd is not None:
@@ -107,4 +115,7 @@ def run_cli(*args: str, env: dict[str, str] | None = None, cwd: Path | None = No
         os.environ.clear()
         os.environ.update(saved_env)
         os.chdir(saved_cwd)
+        werkzeug.propagate = saved_werkzeug
+        root.handlers[:] = saved_logging[0]
+        root.setLevel(saved_logging[1])
     return CliRun(code, out.getvalue(), err.getvalue())
