@@ -37,7 +37,6 @@ def _decoded(
     ``start`` counts from ``origin`` on the container's clock (a clip's: when its first
     picture is shown, so sound stored to start later than the picture stays that much
     later, as in a player); by default from the audio stream's own start."""
-    resampler = av.AudioResampler(format="fltp", layout="stereo", rate=RATE)
     with open_input(path, label, limits) as container:
         if not container.streams.audio:
             return
@@ -52,9 +51,21 @@ def _decoded(
                 container.seek(0)
 
         def resampled() -> Iterator[tuple[av.AudioFrame | None, list[av.AudioFrame]]]:
+            # A resampler is set up for the first frame's layout, format and rate (and passes
+            # matching frames through untouched): a stream that changes them midway, as MP3
+            # and AAC may, gets a new one from that frame on.
+            resampler: av.AudioResampler | None = None
+            shape: tuple[str, str, int] | None = None
             for frame in container.decode(stream):
+                now = (frame.format.name, frame.layout.name, frame.sample_rate)
+                if resampler is None or now != shape:
+                    if resampler is not None:
+                        yield None, resampler.resample(None)
+                    resampler = av.AudioResampler(format="fltp", layout="stereo", rate=RATE)
+                    shape = now
                 yield frame, resampler.resample(frame)
-            yield None, resampler.resample(None)  # what the resampler still holds
+            if resampler is not None:
+                yield None, resampler.resample(None)  # what the resampler still holds
 
         skip: int | None = None  # samples still to drop (negative: silence to add)
         try:

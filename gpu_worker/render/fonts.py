@@ -5,6 +5,9 @@ installed as ``gpu_worker/_fonts`` in a wheel). This module finds that folder, r
 ``catalog.json``, resolves ``(family, weight, italic)`` to one face with the CSS Fonts level 4
 matching rules, validates user-supplied font files (a job's ``font_uri``) and tells which
 characters of a text a font cannot draw.
+
+Two libraries read font data, and each one's errors on it become ours in one place:
+fontTools in :func:`_open_font`, FreeType (through Pillow) in :func:`freetype_errors`.
 """
 
 from __future__ import annotations
@@ -14,12 +17,15 @@ import json
 import os
 import re
 import unicodedata
-from collections.abc import Sequence
+from collections.abc import Iterable, Iterator, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import regex
 from fontTools.ttLib import TTFont
+from PIL import ImageFont
 
 import gpu_worker
 from gpu_worker.errors import FontNotFound, InputNotFound, InputUnreadable
@@ -28,8 +34,10 @@ from gpu_worker.render.files import stat_input
 __all__ = [
     "FontFace",
     "catalog",
+    "check_font",
     "families",
     "fonts_dir",
+    "freetype_errors",
     "load_font_file",
     "missing_glyphs",
     "nearest_weight",
@@ -369,3 +377,54 @@ def missing_glyphs(path: Path, text: str) -> list[str]:
         if char not in missing and ord(char) not in mapped and _needs_glyph(char):
             missing[char] = None
     return list(missing)
+
+
+# --------------------------------------------------------------------------------------------
+# drawing with FreeType
+
+_CLUSTER = regex.compile(r"\X")
+# How wide a piece of text the check draws at once, in pixels at its size: bounds the mask.
+_CHECK_SPAN_PX = 4096
+
+
+@contextmanager
+def freetype_errors(name: str) -> Iterator[None]:
+    """FreeType failing on a font's data (through Pillow), as ``input_unreadable`` naming it.
+
+    FreeType reports a broken font (a hinting program that fails, an outline or table it
+    cannot read) as an ``OSError`` without an ``errno``; an ``OSError`` with one (disk full,
+    out of file handles) and ``MemoryError`` are faults of the worker and pass through.
+    """
+    try:
+        yield
+    except OSError as exc:
+        if exc.errno is not None:
+            raise
+        raise InputUnreadable(
+            f"font {name}: FreeType cannot draw with it ({_describe(exc)})"
+        ) from exc
+
+
+def _pieces(text: str, size: float) -> Iterator[str]:
+    """Each distinct word of ``text`` once, cut into spans of a bounded width at ``size``."""
+    span = max(1, int(_CHECK_SPAN_PX // max(size, 1.0)))
+    for word in dict.fromkeys(text.split()):
+        clusters = _CLUSTER.findall(word)
+        for start in range(0, len(clusters), span):
+            yield "".join(clusters[start : start + span])
+
+
+def check_font(path: Path, samples: Iterable[tuple[str, float, float]], name: str) -> None:
+    """Shape and draw each ``(text, size, stroke width)`` with the font at ``path``, hinting
+    included, as the render will: a font whose data FreeType cannot use fails here, with
+    ``input_unreadable`` naming it (``name``), before any frame is decoded.
+
+    Each distinct word is drawn once per size; a very long word in bounded spans.
+    """
+    path = Path(path)
+    for text, size, stroke in samples:
+        with freetype_errors(name):
+            font = ImageFont.truetype(str(path), size=size, layout_engine=ImageFont.Layout.RAQM)
+            for piece in _pieces(text, size):
+                font.getlength(piece)
+                font.getmask2(piece, mode="L", stroke_width=stroke, anchor="ls")

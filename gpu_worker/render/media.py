@@ -147,7 +147,11 @@ def open_input(path: Path, label: str, limits: Limits | None = None) -> av.conta
     _check_file(path, label, limits)
     try:
         return av.open(
-            str(path.resolve()), mode="r", format=_still_format(path), options=dict(OPEN_OPTIONS)
+            str(path.resolve()),
+            mode="r",
+            format=_still_format(path),
+            options=dict(OPEN_OPTIONS),
+            metadata_errors="replace",  # a tag in a broken encoding is no reason to refuse a file
         )
     except av.error.InvalidDataError as exc:
         raise InputUnreadable(f"{label}: not a media file or corrupt ({exc.strerror})") from exc
@@ -190,6 +194,10 @@ def probe(path: Path, label: str, limits: Limits | None = None) -> MediaInfo:
         format_name = container.format.name
         vstream = container.streams.video[0] if container.streams.video else None
         astream = container.streams.audio[0] if container.streams.audio else None
+        if vstream is not None and vstream.codec_context is None:
+            raise UnsupportedInput(f"{label}: the video stream is in a codec FFmpeg does not know")
+        if astream is not None and astream.codec_context is None:
+            astream = None  # a sound FFmpeg cannot decode is left out, as if there were none
         video = None
         if vstream is not None:
             ctx = vstream.codec_context

@@ -34,7 +34,7 @@ from gpu_worker.errors import (
 from gpu_worker.job import Job, TransitionType
 from gpu_worker.limits import Limits
 from gpu_worker.render import audio as soundtrack
-from gpu_worker.render import fonts, transitions
+from gpu_worker.render import transitions
 from gpu_worker.render.clips import ClipReader, FrameSource, Prefetcher, clip_length
 from gpu_worker.render.composite import (
     U8,
@@ -55,7 +55,7 @@ from gpu_worker.render.media import MediaInfo, probe
 from gpu_worker.render.motion import MotionReader, MotionSampler, base_size
 from gpu_worker.render.overlays import overlay_layers
 from gpu_worker.render.stages import StageClock, Stopwatch
-from gpu_worker.render.text import render_text
+from gpu_worker.render.text import load_text_font, render_text
 from gpu_worker.render.timeline import (
     Layer,
     Placement,
@@ -244,7 +244,12 @@ def prepare(
             probed[path] = probe(path, uri, limits)
         return probed[path]
 
+    font_files: dict[int, Path] = {}
     with clock.stage("probe") as attrs:
+        for i, spec in enumerate(job.texts):  # fonts first: a broken one fails before decoding
+            if spec.font_uri is not None:
+                path = inputs.path(spec.font_uri, f"texts[{i}].font_uri")
+                font_files[i] = load_text_font(spec, path)
         for i, clip in enumerate(job.clips):
             infos.append(probe_once(clip.uri, f"clips[{i}]"))
         if job.audio is not None:
@@ -283,12 +288,7 @@ def prepare(
                     f"texts[{i}]: starts at {spec.start:g} s, after the video ends "
                     f"({duration_out:.3f} s)"
                 )
-            font_file = None
-            if spec.font_uri is not None:
-                font_file = fonts.load_font_file(
-                    inputs.path(spec.font_uri, f"texts[{i}].font_uri")
-                ).path
-            sprite = render_text(spec, i, job.output.width, job.output.height, font_file)
+            sprite = render_text(spec, i, job.output.width, job.output.height, font_files.get(i))
             yuv = to_yuv_sprite(sprite.image, sprite.x, sprite.y)
             end = min(spec.end, duration_out) if spec.end is not None else duration_out
             texts.append(

@@ -179,12 +179,27 @@ def _check_glyphs(path: Path, text: str, index: int) -> None:
         raise GlyphMissing(f"texts[{index}]: the font {path.stem} has no glyph for {shown}{more}")
 
 
+def load_text_font(text: Text, path: Path) -> Path:
+    """A text's own font file (its ``font_uri``, at ``path``): read with fontTools, then its
+    words shaped and drawn at the text's size and stroke, so that a broken font fails now as
+    ``input_unreadable``, naming it, and never in the middle of a render."""
+    face = fonts.load_font_file(path)
+    stroke = text.stroke.width if text.stroke else 0.0
+    fonts.check_font(face.path, [(text.text, float(text.size), stroke)], text.font_uri or path.name)
+    return face.path
+
+
 def render_text(
     text: Text, index: int, frame_w: int, frame_h: int, font_file: Path | None = None
 ) -> Sprite:
     """Draw one text overlay and place it in a ``frame_w`` x ``frame_h`` frame."""
     path = font_path_for(text, font_file)
     _check_glyphs(path, text.text, index)
+    with fonts.freetype_errors(text.font_uri or path.name):
+        return _draw(text, index, frame_w, frame_h, path)
+
+
+def _draw(text: Text, index: int, frame_w: int, frame_h: int, path: Path) -> Sprite:
     font = _font(path, float(text.size))
     shaper = _Shaper(font, text.letter_spacing)
     stroke = text.stroke.width if text.stroke else 0.0
