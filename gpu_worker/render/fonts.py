@@ -266,44 +266,46 @@ def _describe(exc: BaseException) -> str:
     return f"{type(exc).__name__}: {text}" if text else type(exc).__name__
 
 
-def _not_a_font(path: Path, why: str) -> InputUnreadable:
-    return InputUnreadable(f"font {path.name}: not a TrueType/OpenType font ({why})")
+def _not_a_font(name: str, why: str) -> InputUnreadable:
+    return InputUnreadable(f"font {name}: not a TrueType/OpenType font ({why})")
 
 
-def _open_font(path: Path) -> TTFont:
-    """Open ``path`` with fontTools, turning every way it can be wrong into our errors."""
+def _open_font(path: Path, name: str | None = None) -> TTFont:
+    """Open ``path`` with fontTools, turning every way it can be wrong into our errors (which
+    call the font ``name``, by default its file name)."""
+    name = name or path.name
     try:
         with path.open("rb") as handle:
             head = handle.read(4)
             size = os.fstat(handle.fileno()).st_size
     except FileNotFoundError as exc:
-        raise InputNotFound(f"font {path.name}: no such file") from exc
+        raise InputNotFound(f"font {name}: no such file") from exc
     except IsADirectoryError as exc:
-        raise _not_a_font(path, "it is a directory") from exc
+        raise _not_a_font(name, "it is a directory") from exc
     except OSError as exc:
-        raise InputUnreadable(f"font {path.name}: cannot be read ({exc.strerror})") from exc
+        raise InputUnreadable(f"font {name}: cannot be read ({exc.strerror})") from exc
     if size == 0:
-        raise _not_a_font(path, "the file is empty")
+        raise _not_a_font(name, "the file is empty")
     if head == b"ttcf":
-        raise _not_a_font(path, "a font collection; give a single TTF/OTF file")
+        raise _not_a_font(name, "a font collection; give a single TTF/OTF file")
     if head in (b"wOFF", b"wOF2"):
-        raise _not_a_font(path, "a WOFF web font; convert it to TTF/OTF")
+        raise _not_a_font(name, "a WOFF web font; convert it to TTF/OTF")
     if head not in _SFNT_TAGS:
-        raise _not_a_font(path, "unknown file signature")
+        raise _not_a_font(name, "unknown file signature")
     try:
         font = TTFont(path, lazy=True)
     except Exception as exc:  # fontTools raises many kinds of errors on corrupt input
-        raise _not_a_font(path, _describe(exc)) from exc
+        raise _not_a_font(name, _describe(exc)) from exc
     try:
         for tag, entry in font.reader.tables.items():
             if entry.offset + entry.length > size:
-                raise _not_a_font(path, f"truncated: table {tag.strip()!r} ends past the file")
+                raise _not_a_font(name, f"truncated: table {tag.strip()!r} ends past the file")
         required = ("head", "name", "cmap", "maxp", "hhea", "hmtx")
         missing = [tag for tag in required if tag not in font]
         if "glyf" not in font and "CFF " not in font and "CFF2" not in font:
             missing.append("glyf/CFF")
         if missing:
-            raise _not_a_font(path, f"missing tables: {', '.join(missing)}")
+            raise _not_a_font(name, f"missing tables: {', '.join(missing)}")
         for tag in ("head", "maxp", "name", "cmap", "hhea", "hmtx", "OS/2", "STAT"):
             if tag in font:
                 _ = font[tag]  # decompile now, so that a broken table fails here
@@ -312,18 +314,20 @@ def _open_font(path: Path) -> TTFont:
         raise
     except Exception as exc:
         font.close()
-        raise _not_a_font(path, _describe(exc)) from exc
+        raise _not_a_font(name, _describe(exc)) from exc
     return font
 
 
-def load_font_file(path: Path) -> FontFace:
+def load_font_file(path: Path, name: str | None = None) -> FontFace:
     """Validate a user-supplied TTF/OTF file and read its family, weight and style.
 
     Raises :class:`InputNotFound` when the file does not exist and :class:`InputUnreadable` when
-    it is not a loadable TrueType/OpenType font (text, empty, truncated, WOFF, collection).
+    it is not a loadable TrueType/OpenType font (text, empty, truncated, WOFF, collection);
+    their messages call the font ``name`` (the job's URI for it), by default its file name.
     """
     path = Path(path)
-    font = _open_font(path)
+    name = name or path.name
+    font = _open_font(path, name)
     try:
         names = font["name"]
         family = next(
@@ -338,7 +342,7 @@ def load_font_file(path: Path) -> FontFace:
             path=path,
         )
     except Exception as exc:  # a table that decompiled but holds nonsense
-        raise _not_a_font(path, _describe(exc)) from exc
+        raise _not_a_font(name, _describe(exc)) from exc
     finally:
         font.close()
 
@@ -349,7 +353,7 @@ def _codepoints(path: str, _mtime_ns: int, _size: int) -> frozenset[int]:
     try:
         cmap = font.getBestCmap()
         if cmap is None:
-            raise _not_a_font(Path(path), "no Unicode character map")
+            raise _not_a_font(Path(path).name, "no Unicode character map")
         return frozenset(cmap)
     finally:
         font.close()

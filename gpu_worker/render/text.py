@@ -183,9 +183,10 @@ def load_text_font(text: Text, path: Path) -> Path:
     """A text's own font file (its ``font_uri``, at ``path``): read with fontTools, then its
     words shaped and drawn at the text's size and stroke, so that a broken font fails now as
     ``input_unreadable``, naming it, and never in the middle of a render."""
-    face = fonts.load_font_file(path)
+    name = text.font_uri or path.name
+    face = fonts.load_font_file(path, name)
     stroke = text.stroke.width if text.stroke else 0.0
-    fonts.check_font(face.path, [(text.text, float(text.size), stroke)], text.font_uri or path.name)
+    fonts.check_font(face.path, [(text.text, float(text.size), stroke)], name)
     return face.path
 
 
