@@ -1,0 +1,72 @@
+"""Mutated inputs of every kind end in a video or a job error with its code: never
+``internal``, never a crash of the interpreter, never a hang, never an output left behind.
+
+``make test`` runs 16 cases per seed; ``GPU_WORKER_FUZZ_CASES=300`` runs 300 (see the README).
+"""
+
+from __future__ import annotations
+
+from collections import Counter
+from pathlib import Path
+
+import pytest
+from fuzz_cases import cases_per_seed, full_job, job_case, job_text_case, media_case, media_cases
+from fuzz_runner import Pool
+from fuzz_seeds import SEEDS
+
+KINDS = ("video", "still", "audio", "font")
+
+
+def _report(failures: list[str]) -> str:
+    shown = "\n\n".join(failures[:10])
+    more = f"\n\n... and {len(failures) - 10} more" if len(failures) > 10 else ""
+    return f"{len(failures)} failing cases:\n\n{shown}{more}"
+
+
+def test_every_seed_renders_unmutated(seeds: dict[str, Path], pool: Pool) -> None:
+    cases = [media_case(seed.name, seed.kind, 1, seeds) for seed in SEEDS]
+    for case in cases:
+        for spec in case["files"].values():
+            spec["mutation"] = None
+    cases.append(job_case(full_job(1), "full", seeds))
+    results, failures = pool.run(cases)
+    assert not failures, _report(failures)
+    assert {r["id"]: r["code"] for r in results} == {c["id"]: "ok" for c in cases}
+    assert all(r["frames"] == 5 for r in results if r["id"] != "job/full")  # 0.5 s at 10 fps
+
+
+@pytest.mark.parametrize("kind", KINDS)
+def test_mutated_inputs_end_in_a_video_or_a_job_error(
+    kind: str, seeds: dict[str, Path], pool: Pool
+) -> None:
+    cases = media_cases(seeds, {kind}, cases_per_seed())
+    results, failures = pool.run(cases)
+    assert len(results) == len(cases)
+    assert not failures, _report(failures)
+    codes = Counter(result["code"] for result in results)
+    assert codes["ok"] and codes["input_unreadable"], codes  # both ends are reached
+
+
+def test_mutated_job_files_end_in_a_video_or_a_job_error(
+    seeds: dict[str, Path], pool: Pool
+) -> None:
+    cases = [job_text_case(n, seeds) for n in range(2 * cases_per_seed())]
+    results, failures = pool.run(cases)
+    assert not failures, _report(failures)
+    codes = Counter(result["code"] for result in results)
+    assert codes["invalid_job"], codes
+
+
+def test_a_worker_that_dies_or_hangs_is_reported_and_replaced(seeds: dict[str, Path]) -> None:
+    good = media_case("still.png", "still", 0, seeds)
+    cases = [
+        {"id": "selftest/crash", "selftest": "crash", "allowed": []},
+        {"id": "selftest/hang", "selftest": "hang", "allowed": []},
+        good,
+    ]
+    with Pool(workers=1, timeout=3.0) as pool:
+        results, failures = pool.run(cases)
+    assert [r["code"] for r in results[:2]] == ["crash", "hang"]
+    assert failures[0].startswith("selftest/crash") and "SIGABRT" in failures[0]
+    assert failures[1].startswith("selftest/hang") and "no answer in 3 s" in failures[1]
+    assert len(failures) == 2 and results[2]["id"] == good["id"]
