@@ -41,6 +41,7 @@ from gpu_worker.render.composite import (
     darken,
     frame_pixels,
     planes_of,
+    to_frame,
     to_yuv_sprite,
 )
 from gpu_worker.render.encoder import (
@@ -202,7 +203,7 @@ class Composition:
             planes = planes_of(arr, w, h)
             for drawable in self.drawables:
                 drawable.draw(planes, t)
-            out = av.VideoFrame.from_numpy_buffer(arr, format="yuv420p")
+            out = to_frame(arr, w, h)
         out.pts = n
         out.time_base = Fraction(1, self.fps)
         return out
