@@ -122,10 +122,10 @@ class Pool:
             self._idle.put(_Worker())
 
     def ask(self, case: dict[str, Any]) -> dict[str, Any]:
-        """Run one case on a free worker; its result."""
+        """Run one case on a free worker (within its ``timeout``, if it gives one); its result."""
         worker = self._idle.get()
         try:
-            result = worker.ask(case, self.timeout)
+            result = worker.ask(case, case.get("timeout", self.timeout))
         finally:
             if worker.proc.poll() is not None:
                 worker.stop()
