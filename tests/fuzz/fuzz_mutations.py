@@ -156,8 +156,10 @@ def structure(data: bytes) -> tuple[list[Field], list[Region]]:
             for found_field, region in walker(data):
                 if found_field is not None:
                     fields.append(found_field)
-                if region is not None and region[1] > region[0]:
-                    regions.append(region)
+                if region is not None:
+                    start, end = region[0], min(region[1], len(data))
+                    if end > start:
+                        regions.append((start, end))
         except (struct.error, IndexError):
             pass
     return fields, regions

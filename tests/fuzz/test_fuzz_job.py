@@ -88,7 +88,7 @@ def edited_jobs(draw: st.DrawFn) -> dict[str, Any]:
 
 
 @settings(
-    max_examples=3 * cases_per_seed(),
+    max_examples=cases_per_seed(),
     deadline=None,
     derandomize=True,
     database=None,
