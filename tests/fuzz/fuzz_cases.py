@@ -14,6 +14,7 @@ from fuzz_seeds import FONT_TEXT, SEEDS
 
 CASES_ENV = "GPU_WORKER_FUZZ_CASES"
 QUICK_CASES = 16  # per seed in `make test`
+SOAK_CASES = 60  # per seed in `make soak`, after the quick ones
 
 
 def cases_per_seed() -> int:
@@ -62,12 +63,15 @@ def media_case(name: str, kind: str, n: int, seeds: dict[str, Path]) -> dict[str
     return {"id": f"{kind}/{name}/{n}", "job": job, "files": files, "allowed": sorted(allowed)}
 
 
-def media_cases(seeds: dict[str, Path], kinds: set[str], per_seed: int) -> list[dict[str, Any]]:
+def media_cases(
+    seeds: dict[str, Path], kinds: set[str], per_seed: int, start: int = 0
+) -> list[dict[str, Any]]:
+    """Cases ``start`` to ``start + per_seed`` of every seed of these kinds."""
     return [
         media_case(seed.name, seed.kind, n, seeds)
         for seed in SEEDS
         if seed.kind in kinds
-        for n in range(per_seed)
+        for n in range(start, start + per_seed)
     ]
 
 

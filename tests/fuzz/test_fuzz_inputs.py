@@ -1,7 +1,8 @@
 """Mutated inputs of every kind end in a video or a job error with its code: never
 ``internal``, never a crash of the interpreter, never a hang, never an output left behind.
 
-``make test`` runs 16 cases per seed; ``GPU_WORKER_FUZZ_CASES=300`` runs 300 (see the README).
+``make test`` runs 16 cases per seed, ``make soak`` 60 more; ``GPU_WORKER_FUZZ_CASES=300`` runs
+300 per seed in place of the 16 (see the README).
 """
 
 from __future__ import annotations
@@ -10,7 +11,15 @@ from collections import Counter
 from pathlib import Path
 
 import pytest
-from fuzz_cases import cases_per_seed, full_job, job_case, job_text_case, media_case, media_cases
+from fuzz_cases import (
+    SOAK_CASES,
+    cases_per_seed,
+    full_job,
+    job_case,
+    job_text_case,
+    media_case,
+    media_cases,
+)
 from fuzz_runner import Pool
 from fuzz_seeds import SEEDS
 
@@ -45,6 +54,16 @@ def test_mutated_inputs_end_in_a_video_or_a_job_error(
     assert not failures, _report(failures)
     codes = Counter(result["code"] for result in results)
     assert codes["ok"] and codes["input_unreadable"], codes  # both ends are reached
+
+
+@pytest.mark.soak
+def test_more_mutated_inputs_in_the_soak_run(seeds: dict[str, Path], pool: Pool) -> None:
+    start = cases_per_seed()
+    cases = media_cases(seeds, set(KINDS), SOAK_CASES, start)
+    cases += [job_text_case(n, seeds) for n in range(2 * start, 2 * (start + SOAK_CASES))]
+    results, failures = pool.run(cases)
+    assert len(results) == len(cases)
+    assert not failures, _report(failures)
 
 
 def test_mutated_job_files_end_in_a_video_or_a_job_error(
