@@ -3,6 +3,7 @@ stops with ``input_unreadable`` naming the font, before any clip is read, leavin
 
 from __future__ import annotations
 
+import errno
 import json
 from pathlib import Path
 
@@ -58,3 +59,15 @@ def test_the_same_font_with_its_own_programs_renders(
     (tmp_path / "job.json").write_text(json.dumps(job))
     assert main(["render", str(tmp_path / "job.json"), "--quiet"]) == 0
     assert (tmp_path / "out.mp4").stat().st_size > 0
+
+
+def test_a_full_disk_while_drawing_stays_the_workers_fault() -> None:
+    from gpu_worker.errors import InputUnreadable
+    from gpu_worker.render.fonts import freetype_errors
+
+    unreadable = pytest.raises(InputUnreadable, match=r"^font f\.ttf: .*invalid reference")
+    with unreadable, freetype_errors("f.ttf"):
+        raise OSError("invalid reference")  # how FreeType's errors reach Python
+    with pytest.raises(OSError) as raised, freetype_errors("f.ttf"):
+        raise OSError(errno.ENOSPC, "No space left on device")
+    assert not isinstance(raised.value, InputUnreadable)
