@@ -9,7 +9,7 @@ from pathlib import Path
 from typing import Any
 
 from fuzz_mutations import mutate
-from fuzz_runner import FONT_CODES, JOB_CODES, MEDIA_CODES
+from fuzz_runner import FONT_CODES, JOB_CODES, MEDIA_CODES, OVERLAY_CODES
 from fuzz_seeds import FONT_TEXT, SEEDS
 
 CASES_ENV = "GPU_WORKER_FUZZ_CASES"
@@ -53,6 +53,9 @@ def media_case(name: str, kind: str, n: int, seeds: dict[str, Path]) -> dict[str
         files["clean.png"] = {"seed": str(seeds["still.png"]), "mutation": None}
     if kind == "audio":
         job["audio"] = {"uri": name, "fade_in": 0.1}
+    elif kind == "overlay":
+        job["overlays"] = [{"uri": name, "width": 0.5, "animation": {"in": "fade"}}]
+        allowed = OVERLAY_CODES
     elif kind == "font":
         text: dict[str, Any] = {"text": FONT_TEXT, "font_uri": name, "size": 10 + 3 * (n % 3)}
         if n % 2:
@@ -77,8 +80,8 @@ def media_cases(
 
 def clean_files(seeds: dict[str, Path]) -> dict[str, Any]:
     """The unmutated seeds a job-JSON case may name."""
-    names = ("clean.png", "h264-aac.mp4", "music.m4a", "roboto.ttf")
-    sources = ("still.png", "h264-aac.mp4", "music.m4a", "roboto.ttf")
+    names = ("clean.png", "h264-aac.mp4", "music.m4a", "roboto.ttf", "logo.png", "logo.svg")
+    sources = ("still.png", "h264-aac.mp4", "music.m4a", "roboto.ttf", "logo.png", "logo.svg")
     return {
         name: {"seed": str(seeds[source]), "mutation": None}
         for name, source in zip(names, sources, strict=True)
@@ -86,8 +89,8 @@ def clean_files(seeds: dict[str, Path]) -> dict[str, Any]:
 
 
 def full_job(n: int) -> dict[str, Any]:
-    """A valid job naming every clean file: two clips with a crossfade, a text in a fetched
-    font, one in a bundled family, and music."""
+    """A valid job naming every clean file: two clips with a crossfade, two overlays, a text
+    in a fetched font, one in a bundled family, and music."""
     job = base_job(n)
     job["clips"] = [
         {"uri": "clean.png", "duration": 0.5},
@@ -101,6 +104,10 @@ def full_job(n: int) -> dict[str, Any]:
     job["texts"] = [
         {"text": FONT_TEXT, "font_uri": "roboto.ttf", "size": 12, "y": 0.3},
         {"text": "Ab", "font": "Open Sans", "size": 14, "y": 0.7, "animation": {"in": "fade"}},
+    ]
+    job["overlays"] = [
+        {"uri": "logo.png", "x": 0.2, "y": 0.2, "width": 0.3},
+        {"uri": "logo.svg", "x": 0.8, "y": 0.8, "height": 0.3, "opacity": 0.7},
     ]
     job["audio"] = {"uri": "music.m4a", "fade_out": 0.2}
     return job

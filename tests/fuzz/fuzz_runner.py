@@ -27,7 +27,8 @@ STARTUP_TIMEOUT = 120.0  # seconds a worker may take to import the renderer
 # The codes a corrupt input may end with; every case kind allows these at least.
 MEDIA_CODES = frozenset({"input_unreadable", "unsupported_input", "limit_exceeded", "invalid_job"})
 FONT_CODES = MEDIA_CODES | {"glyph_missing", "text_overflow"}
-JOB_CODES = FONT_CODES | {"input_not_found", "font_not_found", "input_forbidden"}
+OVERLAY_CODES = MEDIA_CODES | {"input_forbidden"}  # an SVG whose mutation names another file
+JOB_CODES = FONT_CODES | OVERLAY_CODES | {"input_not_found", "font_not_found"}
 
 
 class _Worker:

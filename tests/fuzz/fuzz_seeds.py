@@ -7,6 +7,7 @@ in) and the function that writes it. To add a seed, write a maker and add a line
 
 from __future__ import annotations
 
+import base64
 import io
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -31,7 +32,7 @@ FRAMES = 6
 @dataclass(frozen=True)
 class Seed:
     name: str  # file name, its suffix telling the format
-    kind: str  # video, still, audio or font
+    kind: str  # video, still, audio, overlay or font
     make: Callable[[Path], None]
 
 
@@ -104,6 +105,37 @@ def _still(fmt: str) -> Callable[[Path], None]:
     return make
 
 
+def _overlay(fmt: str) -> Callable[[Path], None]:
+    """A picture with a transparent hole (no alpha in JPEG), as a logo would be."""
+
+    def make(path: Path) -> None:
+        rgba = np.dstack([_picture(1), np.full((SIDE, SIDE), 255, np.uint8)])
+        rgba[12:36, 12:36, 3] = 0
+        image = Image.fromarray(rgba, "RGBA")
+        (image.convert("RGB") if fmt == "JPEG" else image).save(path, format=fmt, quality=80)
+
+    return make
+
+
+def _svg(path: Path) -> None:
+    """An SVG with a gradient, a path, a text in a bundled family and an embedded PNG."""
+    png = io.BytesIO()
+    Image.fromarray(_picture(2)[:8, :8]).save(png, format="PNG")
+    embedded = base64.b64encode(png.getvalue()).decode()
+    path.write_text(
+        '<svg xmlns="http://www.w3.org/2000/svg" xmlns:xlink="http://www.w3.org/1999/xlink"'
+        ' width="48" height="32" viewBox="0 0 48 32">'
+        '<defs><linearGradient id="g"><stop offset="0" stop-color="#f80"/>'
+        '<stop offset="1" stop-color="#08f" stop-opacity="0.5"/></linearGradient></defs>'
+        '<rect x="1" y="1" width="46" height="30" rx="6" fill="url(#g)"/>'
+        '<path d="M4 28 L24 4 L44 28 Z" fill="none" stroke="#fff" stroke-width="2"/>'
+        '<text x="6" y="20" font-family="Roboto" font-size="10">Fuzz</text>'
+        f'<image x="36" y="2" width="8" height="8" xlink:href="data:image/png;base64,{embedded}"/>'
+        "</svg>",
+        encoding="utf-8",
+    )
+
+
 def _truetype(source: str) -> Callable[[Path], None]:
     """A bundled face cut down to the seed text, its hinting programs kept."""
 
@@ -165,6 +197,10 @@ SEEDS: tuple[Seed, ...] = (
     Seed("music.ogg", "audio", _audio("libopus")),
     Seed("music.flac", "audio", _audio("flac")),
     Seed("music.aac", "audio", _audio("aac", fmt="adts")),
+    Seed("logo.png", "overlay", _overlay("PNG")),
+    Seed("logo.webp", "overlay", _overlay("WEBP")),
+    Seed("logo.jpg", "overlay", _overlay("JPEG")),
+    Seed("logo.svg", "overlay", _svg),
     Seed("roboto.ttf", "font", _truetype("Roboto/Roboto_400Regular.ttf")),
     Seed("playfair.ttf", "font", _truetype("PlayfairDisplay/PlayfairDisplay_400Regular.ttf")),
     Seed("boxes.otf", "font", _opentype_cff),

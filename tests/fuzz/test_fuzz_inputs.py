@@ -23,7 +23,7 @@ from fuzz_cases import (
 from fuzz_runner import Pool
 from fuzz_seeds import SEEDS
 
-KINDS = ("video", "still", "audio", "font")
+KINDS = ("video", "still", "audio", "overlay", "font")
 
 
 def _report(failures: list[str]) -> str:
@@ -89,3 +89,19 @@ def test_a_worker_that_dies_or_hangs_is_reported_and_replaced(seeds: dict[str, P
     assert failures[0].startswith("selftest/crash") and "SIGABRT" in failures[0]
     assert failures[1].startswith("selftest/hang") and "no answer in 1 s" in failures[1]
     assert len(failures) == 2 and results[2]["id"] == good["id"]
+
+
+def test_a_png_declaring_a_4_gib_chunk_costs_no_4_gib(
+    seeds: dict[str, Path], pool: Pool, tmp_path: Path
+) -> None:
+    data = bytearray(seeds["logo.png"].read_bytes())
+    idat = data.index(b"IDAT") - 4
+    data[idat : idat + 4] = (0xFFFFFFF0).to_bytes(4, "big")
+    (tmp_path / "huge-chunk.png").write_bytes(data)
+    seeds = {**seeds, "huge-chunk.png": tmp_path / "huge-chunk.png"}
+    for kind in ("overlay", "still"):
+        case = media_case("huge-chunk.png", kind, 0, seeds)
+        case["files"]["huge-chunk.png"]["mutation"] = None
+        (result,), failures = pool.run([case])  # a worker has 3 GiB of address space
+        assert not failures, failures
+        assert result["code"] in ("ok", "input_unreadable"), result

@@ -18,7 +18,7 @@ from hypothesis import strategies as st
 # Values that sit on the contract's edges or name things a job should not reach.
 NUMBERS = [0, -1, 1, 2, 15, 16, 17, 3840, 3842, 0.0001, 1e-300, 86_400, 86_401, 1e308, 2**63]
 WORDS = ["", " ", "\u200b", "#FFF", "#GGGGGG", "cover", "crossfade", "top-left", "fade"]
-PATHS = ["clean.png", "h264-aac.mp4", "music.m4a", "roboto.ttf", "missing.mp4", "job.json"]
+PATHS = ["clean.png", "h264-aac.mp4", "music.m4a", "roboto.ttf", "logo.svg", "missing.mp4"]
 ESCAPES = ["../clean.png", "/dev/zero", "/proc/self/mem", "s3://b/k.mp4", "http://x/y", "file:x"]
 TEXTS = ["\u0645\u0631\u062d\u0628\u0627", "\U0001f600", "A" * 300, "x\ny\n\nz"]
 NAMES = ["contain", "blur", "cut", "fade_black", "slide_up", "right", "bottom-right", "high"]
@@ -158,8 +158,25 @@ def texts(draw: st.DrawFn) -> dict[str, Any]:
 
 
 @st.composite
+def overlays(draw: st.DrawFn) -> dict[str, Any]:
+    overlay: dict[str, Any] = {
+        "uri": draw(st.sampled_from(["logo.png", "logo.svg", "clean.png"])),
+        "x": draw(st.floats(0, 1)),
+        "y": draw(st.floats(0, 1)),
+        "anchor": draw(st.sampled_from(["top-left", "center", "bottom-right"])),
+        "opacity": draw(st.floats(0, 1)),
+        "start": draw(st.floats(0, 1)),
+        "animation": {"in": draw(st.sampled_from(["none", "fade", "slide_up"]))},
+    }
+    side = draw(st.sampled_from(["width", "height", None]))
+    if side is not None:
+        overlay[side] = draw(st.floats(0.01, 1))
+    return overlay
+
+
+@st.composite
 def contract_jobs(draw: st.DrawFn) -> dict[str, Any]:
-    """Jobs within the contract, small and varied: clips, transitions, texts, music."""
+    """Jobs within the contract, small and varied: clips, transitions, overlays, texts, music."""
     count = draw(st.integers(1, 3))
     job: dict[str, Any] = {
         "version": 1,
@@ -173,6 +190,7 @@ def contract_jobs(draw: st.DrawFn) -> dict[str, Any]:
             "poster": draw(st.booleans()),
         },
         "clips": [draw(clips(first=i == 0)) for i in range(count)],
+        "overlays": draw(st.lists(overlays(), max_size=2)),
         "texts": draw(st.lists(texts(), max_size=2)),
     }
     if draw(st.booleans()):
