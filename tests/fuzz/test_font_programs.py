@@ -20,6 +20,7 @@ from gpu_worker.cli import main
         (None, bytes([PUSHB_1, 200, CALL]), "invalid reference"),
         (None, bytes([UNDEFINED_OPCODE]), "invalid opcode"),
     ],
+    ids=["fpgm-nested-defs", "prep-calls-undefined", "prep-undefined-opcode"],
 )
 def test_a_font_whose_hinting_fails_is_input_unreadable(
     tmp_path: Path, capsys: pytest.CaptureFixture[str], fpgm: bytes, prep: bytes, reason: str
