@@ -26,6 +26,7 @@ from PIL import Image, ImageCms, ImageOps
 
 from gpu_worker.errors import InputUnreadable, LimitExceeded, UnsupportedInput
 from gpu_worker.limits import Limits
+from gpu_worker.render.files import BoundedReader
 
 log = logging.getLogger(__name__)
 
@@ -115,7 +116,7 @@ def normalised_still(path: Path, label: str, limits: Limits) -> Path | None:
     stat = path.stat()
     key = hashlib.sha256(f"{path.resolve()}|{stat.st_size}|{stat.st_mtime_ns}".encode()).hexdigest()
     try:
-        with Image.open(path) as image:
+        with BoundedReader(path) as handle, Image.open(handle) as image:
             width, height = image.size
             if max(width, height) > limits.max_input_side:
                 raise LimitExceeded(
