@@ -185,16 +185,23 @@ def cmd_validate(args: argparse.Namespace) -> int:
 
     from gpu_worker.job import decode_job_text, problems, validate
     from gpu_worker.render import fonts
+    from gpu_worker.template import fill
 
     try:
         data = decode_job_text(Path(args.job).read_bytes())
     except FileNotFoundError:
         raise InvalidJob(f"no job file at {args.job}") from None
+    filled, merge_errors = fill(data)
+    unfilled = merge_errors or filled.problems()
+    for line in unfilled:
+        print(line)
     try:
-        job = validate(data)
+        job = validate(filled.data)
     except ValidationError as exc:
         for line in problems(exc):
             print(line)
+        return EXIT_JOB
+    if unfilled:
         return EXIT_JOB
     found = []
     for i, text in enumerate(job.texts):

@@ -31,10 +31,11 @@ from gpu_worker.errors import (
     LimitExceeded,
     UnsupportedInput,
 )
-from gpu_worker.job import Job, TransitionType
+from gpu_worker.job import Cue, Job, TransitionType
 from gpu_worker.limits import Limits
 from gpu_worker.render import audio as soundtrack
 from gpu_worker.render import transitions
+from gpu_worker.render.captions import CaptionLayer, caption_layer, load_caption_font
 from gpu_worker.render.clips import ClipReader, FrameSource, Prefetcher, clip_length
 from gpu_worker.render.composite import (
     U8,
@@ -56,6 +57,7 @@ from gpu_worker.render.media import MediaInfo, probe
 from gpu_worker.render.motion import MotionReader, MotionSampler, base_size
 from gpu_worker.render.overlays import overlay_layers
 from gpu_worker.render.stages import StageClock, Stopwatch
+from gpu_worker.render.subtitles import read_captions
 from gpu_worker.render.text import load_text_font, render_text
 from gpu_worker.render.timeline import (
     Layer,
@@ -124,11 +126,13 @@ class Composition:
     input_bytes: int
     decoder: str = "auto"  # auto | nvdec | cpu
     overlays: list[SpriteLayer] = field(default_factory=list)
+    captions: CaptionLayer | None = None
 
     @property
     def drawables(self) -> list[Drawable]:
-        """What is drawn over the clips, bottom first: the overlays, then the texts."""
-        return [*self.overlays, *self.texts]
+        """What is drawn over the clips, bottom first: the overlays, the texts, the captions."""
+        top = [self.captions] if self.captions is not None else []
+        return [*self.overlays, *self.texts, *top]
 
     @property
     def width(self) -> int:
@@ -226,7 +230,8 @@ class Composition:
 def prepare(
     job: Job, inputs: Inputs, limits: Limits | None = None, clock: StageClock | None = None
 ) -> Composition:
-    """Probe every input, lay out the timeline and draw the texts (once per job)."""
+    """Read the caption file, probe every input, lay out the timeline and draw the texts
+    (once per job)."""
     limits = limits or Limits()
     clock = clock or StageClock()
     if len(job.clips) > limits.max_clips:
@@ -235,6 +240,10 @@ def prepare(
         raise LimitExceeded(f"{len(job.texts)} texts; the limit is {limits.max_texts}")
     if len(job.overlays) > limits.max_overlays:
         raise LimitExceeded(f"{len(job.overlays)} overlays; the limit is {limits.max_overlays}")
+    cues = job.captions.cues if job.captions is not None else None
+    if job.captions is not None and job.captions.uri is not None:  # a bad file fails first
+        path = inputs.path(job.captions.uri, "captions.uri")
+        cues = read_captions(path, "captions.uri", limits)
     infos: list[MediaInfo] = []
     music: MediaInfo | None = None
     probed: dict[Path, MediaInfo] = {}  # each distinct file is probed once per job
@@ -251,6 +260,10 @@ def prepare(
             if spec.font_uri is not None:
                 path = inputs.path(spec.font_uri, f"texts[{i}].font_uri")
                 font_files[i] = load_text_font(spec, path)
+        caption_font = None
+        if job.captions is not None and job.captions.font_uri is not None and cues:
+            path = inputs.path(job.captions.font_uri, "captions.font_uri")
+            caption_font = load_caption_font(job.captions, cues, path)
         for i, clip in enumerate(job.clips):
             infos.append(probe_once(clip.uri, f"clips[{i}]"))
         if job.audio is not None:
@@ -304,6 +317,9 @@ def prepare(
                 )
             )
         attrs["texts"] = len(texts)
+        captions = _caption_layer(job, cues, caption_font, duration_out)
+        if captions is not None:
+            attrs["caption_pages"] = len(captions.pages)
     input_bytes = sum(info.size_bytes for info in probed.values())
     return Composition(
         job,
@@ -316,7 +332,23 @@ def prepare(
         limits,
         input_bytes,
         overlays=overlays,
+        captions=captions,
     )
+
+
+def _caption_layer(
+    job: Job, cues: list[Cue] | None, font_file: Path | None, duration: float
+) -> CaptionLayer | None:
+    """The job's captions laid out for its output (``cues``: given, or read from the file;
+    ``font_file``: its checked ``font_uri`` file)."""
+    spec = job.captions
+    if spec is None or cues is None:
+        return None
+    labels = None
+    if spec.uri is not None:
+        labels = [f"captions.uri (the cue at {cue.start:.3f} s)" for cue in cues]
+    width, height = job.output.width, job.output.height
+    return caption_layer(spec, cues, width, height, duration, font_file, labels)
 
 
 def soundtrack_of(comp: Composition) -> soundtrack.Mixer:
