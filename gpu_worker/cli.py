@@ -30,6 +30,7 @@ from gpu_worker.errors import (
 )
 
 if TYPE_CHECKING:
+    from gpu_worker.limits import Limits
     from gpu_worker.settings import Settings
 
 log = logging.getLogger("gpu_worker")
@@ -217,12 +218,47 @@ def cmd_validate(args: argparse.Namespace) -> int:
                     f"$.texts[{i}].text: glyph_missing: {path.stem} cannot draw "
                     + " ".join(repr(c) for c in missing)
                 )
+    settings: Settings = args.settings
+    found += _caption_problems(job, Path(args.job).resolve().parent, settings.limits)
     for line in found:
         print(line)
     if found:
         return EXIT_JOB
     print(f"{args.job}: valid")
     return EXIT_OK
+
+
+def _caption_problems(job: Any, base_dir: Path, limits: Limits) -> list[str]:
+    """What ``validate`` can tell of the captions before a render: their font, the glyphs of
+    cues given inline, and a local caption file that is not proper SRT/WebVTT."""
+    from gpu_worker.render import fonts
+    from gpu_worker.render.subtitles import read_captions
+
+    spec = job.captions
+    if spec is None:
+        return []
+    found = []
+    if spec.uri is not None and "://" not in spec.uri:
+        path = Path(spec.uri) if Path(spec.uri).is_absolute() else base_dir / spec.uri
+        try:
+            cues = read_captions(path, "captions.uri", limits)
+        except GpuWorkerError as exc:
+            found.append(f"$.captions.uri: {exc.code}: {exc}")
+            cues = []
+    else:
+        cues = list(spec.cues or [])
+    if spec.font_uri is None and spec.font is not None:
+        try:
+            face = fonts.resolve(spec.font, spec.weight, spec.italic).path
+        except GpuWorkerError as exc:
+            return [*found, f"$.captions.font: {exc.code}: {exc}"]
+        missing = fonts.missing_glyphs(face, "".join(cue.text for cue in cues))
+        if missing:
+            found.append(
+                f"$.captions: glyph_missing: {face.stem} cannot draw "
+                + " ".join(repr(c) for c in missing)
+            )
+    return found
 
 
 def cmd_schema(args: argparse.Namespace) -> int:

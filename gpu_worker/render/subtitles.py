@@ -132,7 +132,7 @@ def parse_captions(data: bytes, label: str) -> list[Cue]:
         raise InvalidJob(f"{label}: the caption file is empty")
     if _VTT_HEADER.match(lines[0]):
         cues = parse_vtt(lines, label)
-    elif lines[first].strip().isdigit() and "-->" in (lines[first + 1 : first + 2] or [""])[0]:
+    elif lines[first].strip().isdigit():
         cues = parse_srt(lines, label)
     else:
         raise InvalidJob(
