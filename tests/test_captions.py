@@ -4,20 +4,24 @@ the safe area, the spoken word coloured at its time, and caption files parsed st
 from __future__ import annotations
 
 import itertools
+import json
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import pytest
-from helpers import job_dict
+from helpers import job_dict, run_cli
 
 from examples.samples import make_clip
 from gpu_worker.errors import GpuWorkerError, InvalidJob
 from gpu_worker.job import parse_job
+from gpu_worker.limits import Limits
 from gpu_worker.render.composite import planes_of
 from gpu_worker.render.pipeline import Inputs, prepare, render_job
-from gpu_worker.render.subtitles import parse_captions
+from gpu_worker.render.subtitles import parse_captions, read_captions
+
+ROOT = Path(__file__).resolve().parents[1]
 
 SRT = """1
 00:00:00,200 --> 00:00:00,500
@@ -276,3 +280,43 @@ def test_a_caption_too_wide_for_the_frame_is_named(tmp_path: Path) -> None:
     with pytest.raises(GpuWorkerError) as err:
         prepare(parse_job(job_dict([{"uri": "grey.mp4"}], captions=spec)), Inputs(tmp_path))
     assert err.value.code == "text_overflow" and "captions.cues[0]" in str(err.value)
+
+
+def test_webvtt_inline_timestamps_are_word_timings() -> None:
+    vtt = (
+        "WEBVTT\n\n00:00.000 --> 00:02.000\n"
+        "<c>Hello</c> big <00:00.500>wor<00:01.000>ld <00:01.500><b>again</b>\n"
+    )
+    (cue,) = parse_captions(vtt.encode(), "captions.uri")
+    assert cue.text == "Hello big world again" and cue.words is not None
+    # Hello and big share 0-0.5 s by length; world starts at 0.5 s and lasts to again's 1.5 s.
+    assert [(w.text, w.start, w.end) for w in cue.words] == [
+        ("Hello", 0.0, 0.3125),
+        ("big", 0.3125, 0.5),
+        ("world", 0.5, 1.5),
+        ("again", 1.5, 2.0),
+    ]
+    late = vtt.replace("<00:01.500>", "<00:03.000>")
+    with pytest.raises(InvalidJob, match=r"line 3: the inline time <00:03.000> is outside"):
+        parse_captions(late.encode(), "captions.uri")
+
+
+def test_validate_reads_a_local_caption_file(tmp_path: Path) -> None:
+    (tmp_path / "subs.srt").write_text(SRT.replace("00:00:00,700 -->", "00:00:0x,700 -->"))
+    job = job_dict([{"uri": "a.mp4"}], captions=captions(uri="subs.srt", font="Nope"))
+    (tmp_path / "job.json").write_text(json.dumps(job))
+    proc = run_cli("validate", str(tmp_path / "job.json"))
+    assert proc.returncode == 2
+    assert proc.stdout.splitlines() == [
+        "$.captions.uri: invalid_job: captions.uri: line 6: '00:00:0x,700 --> 00:00:00,900' "
+        "is not a timing line (HH:MM:SS,mmm --> HH:MM:SS,mmm)",
+        "$.captions.font: font_not_found: " + proc.stdout.splitlines()[1].split(": ", 2)[2],
+    ]
+    assert "Montserrat" in proc.stdout.splitlines()[1]
+
+
+def test_the_captioned_example_is_valid(tmp_path: Path) -> None:
+    proc = run_cli("validate", str(ROOT / "examples" / "captioned-reel.json"))
+    assert proc.returncode == 0, proc.stdout
+    cues = read_captions(ROOT / "examples" / "captions.vtt", "captions.uri", Limits())
+    assert len(cues) == 3 and cues[0].words is not None and cues[2].words is None

@@ -127,3 +127,12 @@ def test_the_schema_describes_merge_and_captions() -> None:
     schema = json.loads(run_cli("schema").stdout)
     assert "merge" in schema["properties"] and "captions" in schema["properties"]
     assert "{{name}}" in schema["properties"]["merge"]["description"]
+
+
+def test_the_template_example_is_valid_and_filled() -> None:
+    root = Path(__file__).resolve().parents[1]
+    data = json.loads((root / "examples" / "hotel-template.json").read_text(encoding="utf-8"))
+    job = parse_job(data)
+    assert job.job_id == "hotel-des-iles" and job.texts[1].text == "From 129 € a night"
+    assert job.captions is not None and job.captions.cues is not None
+    assert job.captions.cues[0].text == "Welcome to Hôtel des Îles in Porquerolles"

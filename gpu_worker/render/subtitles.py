@@ -4,9 +4,9 @@ the line that is wrong.
 Both formats are small and line based, so they are parsed here rather than by a library: the
 common Python readers skip a malformed cue silently or cannot say on which line it is, and a
 caption that quietly disappears from a video is worse than a clear refusal. WebVTT tags
-(``<b>``, ``<c.x>``, ``<v Name>``, inline timestamps) are removed and its character references
-unescaped; NOTE, STYLE and REGION blocks are skipped. Cue settings are ignored: the job's
-caption style places every cue.
+(``<b>``, ``<c.x>``, ``<v Name>``) are removed and its character references unescaped; inline
+timestamps (``Hello <00:01.500>world``) become the cue's word timings; NOTE, STYLE and REGION
+blocks are skipped. Cue settings are ignored: the job's caption style places every cue.
 """
 
 from __future__ import annotations
@@ -15,8 +15,10 @@ import html
 import re
 from pathlib import Path
 
+from pydantic import ValidationError
+
 from gpu_worker.errors import InputUnreadable, InvalidJob, LimitExceeded
-from gpu_worker.job import MAX_CUES, Cue
+from gpu_worker.job import MAX_CUES, Cue, Word
 from gpu_worker.limits import Limits
 from gpu_worker.render.files import stat_input
 
@@ -27,6 +29,7 @@ _VTT_TIME = r"(?:(\d{1,3}):)?([0-5]\d):([0-5]\d)\.(\d{3})"
 _VTT_TIMING = re.compile(rf"^{_VTT_TIME}[ \t]+-->[ \t]+{_VTT_TIME}(?:[ \t]+.*)?$")
 _VTT_HEADER = re.compile(r"^WEBVTT(?:[ \t].*)?$")
 _TAG = re.compile(r"<[^>]*>")
+_TIMESTAMP_TAG = re.compile(rf"<{_VTT_TIME}>")
 
 
 def _seconds(h: str | None, m: str, s: str, ms: str) -> float:
@@ -43,7 +46,14 @@ class _Reader:
     def fail(self, line: int, why: str) -> InvalidJob:
         return InvalidJob(f"{self.label}: line {line}: {why}")
 
-    def add(self, line: int, start: float, end: float, text_lines: list[str]) -> None:
+    def add(
+        self,
+        line: int,
+        start: float,
+        end: float,
+        text_lines: list[str],
+        words: list[Word] | None = None,
+    ) -> None:
         text = "\n".join(t.strip() for t in text_lines if t.strip())
         if not text:
             raise self.fail(line + 1, "the cue has no text")
@@ -53,7 +63,11 @@ class _Reader:
             raise LimitExceeded(f"{self.label}: more than {MAX_CUES} cues")
         if len(text) > 1000:
             raise self.fail(line, f"the cue's text is {len(text)} characters; at most 1000")
-        self.cues.append(Cue(start=start, end=end, text=text))
+        try:
+            self.cues.append(Cue(start=start, end=end, text=text, words=words))
+        except ValidationError as exc:
+            why = "; ".join(e["msg"].removeprefix("Value error, ") for e in exc.errors())
+            raise self.fail(line, why) from exc
 
 
 def _blocks(lines: list[str], first: int) -> list[tuple[int, list[str]]]:
@@ -96,6 +110,54 @@ def _vtt_text(line: str) -> str:
     return html.unescape(_TAG.sub("", line))
 
 
+def _vtt_words(
+    reader: _Reader, line: int, start: float, end: float, payload: list[str]
+) -> list[Word] | None:
+    """Word timings from a cue's inline timestamps (``Hello <00:01.500>world``): each word
+    from the time in force where it begins; words that share a time share it by length."""
+    joined = "\n".join(payload)
+    if not _TIMESTAMP_TAG.search(joined):
+        return None
+    segments: list[tuple[float, str]] = []
+    at, pos = start, 0
+    for match in _TIMESTAMP_TAG.finditer(joined):
+        segments.append((at, joined[pos : match.start()]))
+        stamp = _seconds(*match.groups())
+        if not at <= stamp <= end:
+            raise reader.fail(
+                line, f"the inline time {match.group(0)} is outside the cue or out of order"
+            )
+        at, pos = stamp, match.end()
+    segments.append((at, joined[pos:]))
+    # Tokens as the cue's text splits them, each starting in the segment of its first letter.
+    starts: list[float] = []
+    tokens: list[str] = []
+    glued = False  # whether the previous segment ended inside a word
+    for seg_start, raw in segments:
+        text = _vtt_text(raw)
+        parts = text.split()
+        if parts and glued and not text[0].isspace():
+            tokens[-1] += parts.pop(0)
+        tokens += parts
+        starts += [seg_start] * len(parts)
+        glued = (bool(text) and not text[-1].isspace()) or (not text and glued)
+    words: list[Word] = []
+    for i, token in enumerate(tokens):
+        group = [j for j in range(len(tokens)) if starts[j] == starts[i]]
+        group_end = next(
+            (starts[j] for j in range(i + 1, len(tokens)) if starts[j] > starts[i]), end
+        )
+        total = sum(len(tokens[j]) for j in group)
+        before = sum(len(tokens[j]) for j in group if j < i)
+        span = group_end - starts[i]
+        w_start = starts[i] + span * before / total
+        w_end = starts[i] + span * (before + len(token)) / total
+        if w_end <= w_start:
+            raise reader.fail(line, f"the word {token!r} has no time to be said")
+        words.append(Word(start=w_start, end=w_end, text=token))
+    return words
+
+
 def parse_vtt(lines: list[str], label: str) -> list[Cue]:
     reader = _Reader(label)
     header_end = next((n for n, line in enumerate(lines) if not line.strip()), len(lines))
@@ -114,8 +176,13 @@ def parse_vtt(lines: list[str], label: str) -> list[Cue]:
                 f"{line[:60]!r} is not a timing line ([HH:]MM:SS.mmm --> [HH:]MM:SS.mmm)",
             )
         g = match.groups()
-        text = [_vtt_text(t) for t in block[timing_at + 1 :]]
-        reader.add(start + timing_at, _seconds(*g[:4]), _seconds(*g[4:]), text)
+        payload = block[timing_at + 1 :]
+        begin, finish = _seconds(*g[:4]), _seconds(*g[4:])
+        words = None
+        if finish > begin:
+            words = _vtt_words(reader, start + timing_at, begin, finish, payload)
+        text = [_vtt_text(t) for t in payload]
+        reader.add(start + timing_at, begin, finish, text, words)
     return reader.cues
 
 
