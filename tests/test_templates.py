@@ -7,13 +7,16 @@ import json
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import pytest
-from aws_fixtures import Aws
-from helpers import job_dict, run_cli
+from aws_fixtures import Aws, Media, Receiver, job
+from helpers import job_dict, read_output, run_cli
 
 from gpu_worker.client import submit_job
 from gpu_worker.errors import InvalidJob
 from gpu_worker.job import parse_job
+from gpu_worker.render.pipeline import render_job
+from gpu_worker.service.messages import Outcome
 
 pytest_plugins = ["aws_fixtures"]
 
@@ -136,3 +139,52 @@ def test_the_template_example_is_valid_and_filled() -> None:
     assert job.job_id == "hotel-des-iles" and job.texts[1].text == "From 129 € a night"
     assert job.captions is not None and job.captions.cues is not None
     assert job.captions.cues[0].text == "Welcome to Hôtel des Îles in Porquerolles"
+
+
+def test_a_served_template_with_captions_from_s3(
+    aws: Aws, media: Media, receiver: Receiver, make_worker: Any, tmp_path: Path
+) -> None:
+    worker = make_worker()
+    aws.put("in/fr.vtt", b"WEBVTT\n\n00:00.500 --> 00:01.000\nLe Bristol\n")
+    spec = job(
+        aws,
+        [aws.put("in/a.mp4", media.clip)],
+        job_id="{{id}}",
+        captions={"uri": f"s3://{aws.bucket}/in/{{{{lang}}}}.vtt", "font": "Roboto", "size": 12},
+    )
+    submit_job(aws.queue_url, spec, sqs=aws.sqs, merge={"id": "h-9", "lang": "fr"})
+    (ctx,) = worker.poll_once(wait=1)
+    assert ctx.outcome is Outcome.COMPLETED and ctx.error is None, ctx.error
+    (tmp_path / "o.mp4").write_bytes(aws.get("out/h-9.mp4"))
+    served = read_output(tmp_path / "o.mp4").frames
+    # The same job rendered here without captions: only the cue's frames (0.5-1.0 s) differ.
+    plain = parse_job({**spec, "job_id": "plain", "captions": None, "merge": {"id": "x"}})
+    render_job(
+        plain,
+        base_dir=tmp_path,
+        output=tmp_path / "p.mp4",
+        fetched={spec["clips"][0]["uri"]: media.clip},
+    )
+    frames = read_output(tmp_path / "p.mp4").frames
+    changed = [
+        int(np.abs(a.astype(int) - b.astype(int)).max() > 40)
+        for a, b in zip(frames, served, strict=True)
+    ]
+    assert changed == [0] * 5 + [1] * 5
+
+
+def test_a_served_job_with_a_bad_caption_file_fails_naming_the_line(
+    aws: Aws, media: Media, receiver: Receiver, make_worker: Any
+) -> None:
+    worker = make_worker()
+    bad = b"1\n00:00:00,000 --> 00:00:01,000\nok\n\n2\n00:00:01 --> 00:00:02,000\nno\n"
+    spec = job(
+        aws,
+        [aws.put("in/a.mp4", media.clip)],
+        captions={"uri": aws.put("in/s.srt", bad), "font": "Roboto", "size": 12},
+    )
+    aws.send(json.dumps(spec))
+    (ctx,) = worker.poll_once(wait=1)
+    assert ctx.outcome is Outcome.FAILED and ctx.error is not None
+    assert ctx.error.code == "invalid_job" and "captions.uri: line 6" in ctx.error.message
+    assert aws.counts() == (0, 0)
