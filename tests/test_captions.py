@@ -320,3 +320,16 @@ def test_the_captioned_example_is_valid(tmp_path: Path) -> None:
     assert proc.returncode == 0, proc.stdout
     cues = read_captions(ROOT / "examples" / "captions.vtt", "captions.uri", Limits())
     assert len(cues) == 3 and cues[0].words is not None and cues[2].words is None
+
+
+def test_captions_font_uri_is_checked_before_any_clip(tmp_path: Path) -> None:
+    arabic = ROOT / "tests" / "fonts" / "NotoSansArabic_400Regular.ttf"
+    grey_clip(tmp_path, 1.0)
+    spec = {"cues": [{"start": 0, "end": 1, "text": "مرحبا"}], "font_uri": str(arabic), "size": 14}
+    comp = prepare(parse_job(job_dict([{"uri": "grey.mp4"}], captions=spec)), Inputs(tmp_path))
+    assert comp.captions is not None and len(comp.captions.pages) == 1
+    (tmp_path / "bad.ttf").write_text("not a font" * 20)
+    bad = {**spec, "font_uri": "bad.ttf"}
+    with pytest.raises(GpuWorkerError) as err:  # the clip is missing too: the font fails first
+        prepare(parse_job(job_dict([{"uri": "none.mp4"}], captions=bad)), Inputs(tmp_path))
+    assert err.value.code == "input_unreadable" and "bad.ttf" in str(err.value)
