@@ -24,8 +24,11 @@ from gpu_worker.studio.session import Studio
 
 
 def studio_job(folder: Path) -> dict[str, Any]:
-    """Two tiny clips crossfading (1.4 s in all) and a text fading in."""
+    """Two tiny clips crossfading (1.4 s in all), a logo and a text fading in."""
     make_clip(folder / "media" / "a.mp4", width=96, height=160, fps=10, seconds=1.0, hue=0.2)
+    logo = Image.new("RGBA", (40, 20), (255, 40, 40, 255))
+    logo.paste((255, 255, 255, 128), (10, 5, 30, 15))
+    logo.save(folder / "media" / "logo.png")
     make_clip(
         folder / "media" / "b.mp4", width=96, height=160, fps=30, seconds=1.0, hue=0.7,
         audio_hz=None,
@@ -39,6 +42,7 @@ def studio_job(folder: Path) -> dict[str, Any]:
                 "transition": {"type": "crossfade", "duration": 0.4},
             },
         ],
+        overlays=[{"uri": "media/logo.png", "x": 0.05, "y": 0.05, "anchor": "top-left"}],
         texts=[
             {
                 "text": "Été",
@@ -120,7 +124,7 @@ def test_frames_from_the_caches_are_the_preview_frames(job_file: Path) -> None:
             assert np.array_equal(pixels(shown.image), expected), f"at {at} s"
             assert shown.index == int(at * 10 + 1e-6)
         # And the inputs were probed once, the text drawn once, and decoders were reused
-        assert studio.inputs.stats == {"probes": 2, "sprites": 1}
+        assert studio.inputs.stats == {"probes": 2, "sprites": 1, "overlays": 1}
         assert studio.readers.opened < len(times)
     finally:
         studio.close()
@@ -199,6 +203,8 @@ def test_frame_and_layout_over_http(server: StudioServer, job_file: Path) -> Non
     assert (layout["duration"], layout["frames"], layout["fps"]) == (1.4, 14, 10)
     assert [(c["start"], round(c["end"], 3)) for c in layout["clips"]] == [(0.0, 1.0), (0.6, 1.4)]
     assert layout["texts"][0]["start"] == 0.2 and layout["texts"][0]["end"] == 1.4
+    # The 40x20 logo's left edge at 0.05 x 96 = 4.8 → 5 px, widened to even pixels 4..46.
+    assert layout["overlays"] == [{"index": 0, "start": 0.0, "end": 1.4, "box": [4, 8, 42, 20]}]
     missing = json.loads(text)
     missing["clips"][0]["uri"] = "media/none.mp4"
     status, _, body = request(server, "POST", "/api/layout", {"text": json.dumps(missing)})

@@ -177,7 +177,7 @@ def test_the_page_scrubs_edits_saves_and_renders(
     )
     bars = browser.find_elements(By.CSS_SELECTOR, ".bar")
     assert sorted(b.get_attribute("data-kind") for b in bars) == [
-        "clip", "clip", "text", "transition",
+        "clip", "clip", "overlay", "text", "transition",
     ]  # fmt: skip
 
     # Clicking the timeline shows the frame `gpu-worker preview` gives at that time.

@@ -1,6 +1,7 @@
 """What the studio keeps between requests so scrubbing is fast: probed inputs (by path,
-modification time and size), drawn text sprites (by the text's spec and the frame size), open
-decoders (for times that move forward) and the last composed frames.
+modification time and size), drawn text sprites (by the text's spec and the frame size), drawn
+overlays (by their specs and files), open decoders (for times that move forward) and the last
+composed frames.
 
 Every cached thing is what the render core itself computes; only when it is computed changes,
 so a frame from the caches is the frame ``gpu-worker preview`` gives.
@@ -17,10 +18,11 @@ from typing import Generic, TypeVar
 
 import av
 
-from gpu_worker.job import Text
+from gpu_worker.job import Job, Text
 from gpu_worker.limits import Limits
-from gpu_worker.render.clips import ClipReader
+from gpu_worker.render.clips import FrameSource
 from gpu_worker.render.composite import YuvSprite
+from gpu_worker.render.layers import SpriteLayer
 from gpu_worker.render.media import MediaInfo
 from gpu_worker.render.pipeline import Composition, Inputs
 from gpu_worker.render.timeline import Layer
@@ -73,13 +75,14 @@ def file_stamp(path: Path) -> FileStamp | None:
 
 
 class CachedInputs(Inputs):
-    """Inputs whose probes and text sprites outlive one request."""
+    """Inputs whose probes, text sprites and overlays outlive one request."""
 
     def __init__(self, base_dir: Path) -> None:
         super().__init__(base_dir)
         self.probes: Lru[tuple[str, FileStamp, Limits], MediaInfo] = Lru(256)
         self.sprites: Lru[tuple[str, int, int, FileStamp | None], YuvSprite] = Lru(128)
-        self.stats = {"probes": 0, "sprites": 0}
+        self.overlays: Lru[Hashable, list[SpriteLayer]] = Lru(16)
+        self.stats = {"probes": 0, "sprites": 0, "overlays": 0}
 
     def probe(self, uri: str, label: str, limits: Limits) -> MediaInfo:
         stamp = file_stamp(self.path(uri, label))
@@ -105,10 +108,28 @@ class CachedInputs(Inputs):
             self.sprites.put(key, sprite)
         return sprite
 
+    def overlay_layers(self, job: Job, limits: Limits, duration: float) -> list[SpriteLayer]:
+        if not job.overlays:
+            return []
+        files = []
+        for i, spec in enumerate(job.overlays):
+            stamp = file_stamp(self.path(spec.uri, f"overlays[{i}]"))
+            if stamp is None:  # the render core says why
+                return super().overlay_layers(job, limits, duration)
+            files.append(stamp)
+        specs = "".join(spec.model_dump_json(by_alias=True) for spec in job.overlays)
+        key = (specs, tuple(files), job.output.width, job.output.height, duration, limits)
+        layers = self.overlays.get(key)
+        if layers is None:
+            layers = super().overlay_layers(job, limits, duration)
+            self.stats["overlays"] += 1
+            self.overlays.put(key, layers)
+        return layers
+
 
 @dataclass
 class _Open:
-    reader: ClipReader
+    reader: FrameSource
     last: float  # the local time last asked of it
 
 
@@ -132,6 +153,7 @@ class ReaderPool:
             comp.width,
             comp.height,
             comp.decoder,
+            comp.job.output.quality,  # a motion's resampling follows it
         )
         entry = self._open.pop(key, None)
         ahead = layer.local_time - entry.last if entry is not None else -1.0

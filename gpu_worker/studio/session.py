@@ -26,6 +26,7 @@ from gpu_worker.job import Job, decode_job_text, parse_job
 from gpu_worker.limits import Limits
 from gpu_worker.render.checks import job_problems
 from gpu_worker.render.encoder import SOFTWARE, choose_encoder
+from gpu_worker.render.layers import SpriteLayer
 from gpu_worker.render.pipeline import (
     Composition,
     frame_index,
@@ -71,6 +72,17 @@ class RenderTask:
             "output": str(self.output) if self.output else None,
             "seconds": round(self.seconds, 2),
         }
+
+
+def _sprite_layer(index: int, layer: SpriteLayer) -> dict[str, Any]:
+    """A text or overlay on the timeline, with its box in the frame (pixels)."""
+    sprite = layer.sprite
+    return {
+        "index": index,
+        "start": layer.start,
+        "end": layer.end,
+        "box": [sprite.x, sprite.y, sprite.width, sprite.height],
+    }
 
 
 class SaveConflict(Exception):
@@ -177,15 +189,8 @@ class Studio:
                 }
                 for p in comp.placements
             ],
-            "texts": [
-                {
-                    "index": t.index,
-                    "start": t.start,
-                    "end": t.end,
-                    "box": [t.sprite.x, t.sprite.y, t.sprite.width, t.sprite.height],
-                }
-                for t in comp.texts
-            ],
+            "texts": [_sprite_layer(i, layer) for i, layer in enumerate(comp.texts)],
+            "overlays": [_sprite_layer(i, layer) for i, layer in enumerate(comp.overlays)],
         }
 
     # Frames -------------------------------------------------------------------------------

@@ -246,50 +246,32 @@
     boxes.innerHTML = "";
     const L = S.layout;
     if (!L || !S.job) return;
-    for (const t of L.texts) {
-      if (!visibleAt(t.start, t.end, S.at)) continue;
-      const spec = S.job.texts[t.index];
-      if (!spec) continue;
-      const [x, y, w, h] = t.box;
-      const box = document.createElement("div");
-      box.className = "box text";
-      box.dataset.kind = "text";
-      box.dataset.index = String(t.index);
-      box.style.left = `${(x / L.width) * 100}%`;
-      box.style.top = `${(y / L.height) * 100}%`;
-      box.style.width = `${(w / L.width) * 100}%`;
-      box.style.height = `${(h / L.height) * 100}%`;
-      box.title = "drag to move (x, y)";
-      const tag = document.createElement("span");
-      tag.className = "tag";
-      tag.textContent = `text ${t.index}`;
-      box.append(tag);
-      dragOnFrame(box, spec);
-      boxes.append(box);
+    // Overlays lie under the texts, as the renderer draws them.
+    for (const [kind, placed, specs] of [
+      ["overlay", L.overlays || [], S.job.overlays || []],
+      ["text", L.texts, S.job.texts || []],
+    ]) {
+      for (const item of placed) {
+        const spec = specs[item.index];
+        if (!spec || !visibleAt(item.start, item.end, S.at)) continue;
+        const [x, y, w, h] = item.box;
+        const box = document.createElement("div");
+        box.className = `box ${kind}`;
+        box.dataset.kind = kind;
+        box.dataset.index = String(item.index);
+        box.style.left = `${(x / L.width) * 100}%`;
+        box.style.top = `${(y / L.height) * 100}%`;
+        box.style.width = `${(w / L.width) * 100}%`;
+        box.style.height = `${(h / L.height) * 100}%`;
+        box.title = "drag to move (x, y)";
+        const tag = document.createElement("span");
+        tag.className = "tag";
+        tag.textContent = `${kind} ${item.index}`;
+        box.append(tag);
+        dragOnFrame(box, spec);
+        boxes.append(box);
+      }
     }
-    const overlays = Array.isArray(S.job.overlays) ? S.job.overlays : [];
-    overlays.forEach((item, i) => {
-      if (!item || typeof item !== "object") return;
-      if (typeof item.x !== "number" || typeof item.y !== "number") return;
-      const start = num(item.start, 0);
-      const end = num(item.end, L.duration);
-      if (!visibleAt(start, end, S.at)) return;
-      const box = document.createElement("div");
-      box.className = "box overlay";
-      box.dataset.kind = "overlay";
-      box.dataset.index = String(i);
-      box.style.left = `calc(${item.x * 100}% - 9px)`;
-      box.style.top = `calc(${item.y * 100}% - 9px)`;
-      box.style.width = "18px";
-      box.style.height = "18px";
-      box.title = "drag to move (x, y)";
-      const tag = document.createElement("span");
-      tag.className = "tag";
-      tag.textContent = `overlay ${i}`;
-      box.append(tag);
-      dragOnFrame(box, item);
-      boxes.append(box);
-    });
   }
 
   function dragOnFrame(box, spec) {
@@ -398,14 +380,11 @@
         `texts[${t.index}]`)]);
     }
 
-    const overlays = Array.isArray(job.overlays) ? job.overlays : [];
-    overlays.forEach((item, i) => {
-      if (!item || typeof item !== "object") return;
-      const start = num(item.start, 0);
-      const end = Math.min(num(item.end, D), D);
-      const name = item.uri ? basename(item.uri) : item.type || `overlay ${i}`;
-      addRow(`overlay ${i}`, [timed("overlay", i, item, start, end, name, `overlays[${i}]`)]);
-    });
+    for (const o of L.overlays || []) {
+      const spec = job.overlays[o.index];
+      addRow(`overlay ${o.index}`, [timed("overlay", o.index, spec, o.start, o.end,
+        basename(spec.uri), `overlays[${o.index}]`)]);
+    }
 
     if (job.captions !== undefined && job.captions !== null) {
       const items = captionItems(job.captions);
