@@ -209,6 +209,18 @@ def test_the_page_scrubs_edits_saves_and_renders(
     start = json.loads(state["text"])["texts"][0]["start"]
     assert start == pytest.approx(0.2 + 60 / track * 1.4, abs=0.03)
 
+    # Dragging the right ends of the crossfade's and the first clip's bars: their lengths.
+    drag(browser, browser.find_element(By.CSS_SELECTOR, ".bar.transition .handle.r"), 40, 0)
+    state = settle(browser)
+    crossfade = json.loads(state["text"])["clips"][1]["transition"]["duration"]
+    assert crossfade == pytest.approx(0.4 + 40 / track * 1.4, abs=0.03)
+    handle = browser.find_element(By.CSS_SELECTOR, '.bar.clip[data-index="0"] .handle.r')
+    drag(browser, handle, -50, 0)
+    state = settle(browser)
+    assert json.loads(state["text"])["clips"][0]["duration"] == pytest.approx(
+        1.0 - 50 / track * 1.4, abs=0.03
+    )
+
     # Saving writes the edited job to the file.
     browser.find_element(By.ID, "save").click()
     wait_for(browser, "document.getElementById('status').textContent.startsWith('saved')")
@@ -232,15 +244,18 @@ def test_the_page_scrubs_edits_saves_and_renders(
     settle(browser)
     assert [li.text for li in browser.find_elements(By.CSS_SELECTOR, "#problems li")] == ["valid"]
 
-    # Render: the progress fills, and the page plays the finished video.
+    # Render: the progress fills, and the page plays the finished video (the first clip's
+    # seconds, then the second's 0.8 s after its trim, overlapping by the crossfade).
+    edited = json.loads(good)["clips"]
+    frames = round((edited[0]["duration"] + 0.8 - edited[1]["transition"]["duration"]) * 10)
     browser.find_element(By.ID, "render").click()
     wait_for(browser, "document.getElementById('renderpanel').dataset.state === 'done'", 60)
     progress = browser.find_element(By.ID, "progress")
-    assert progress.get_attribute("value") == progress.get_attribute("max") == "14"
+    assert progress.get_attribute("value") == progress.get_attribute("max") == str(frames)
     duration = wait_for(
         browser,
         "document.getElementById('video').readyState >= 1"
         " && document.getElementById('video').duration",
     )
-    assert duration == pytest.approx(1.4, abs=0.05)
+    assert duration == pytest.approx(frames / 10, abs=0.05)
     assert (job_file.parent / "out.mp4").stat().st_size > 0
