@@ -162,10 +162,12 @@ def test_the_page_and_every_call_need_the_token_and_the_host(server: StudioServe
     assert request(server, "POST", "/api/validate", {"text": "{}"}, headers=other)[0] == 403
     form = {"Content-Type": "text/plain"}
     assert request(server, "POST", "/api/validate", {"text": "{}"}, headers=form)[0] == 415
-    # The page's scripts are the package's own, and nothing else is served.
+    # The page's files are the package's own, they name nothing elsewhere, and nothing else
+    # is served.
     status, headers, body = request(server, "GET", "/static/studio.js", token=None)
     assert status == 200 and headers["Content-Type"].startswith("text/javascript")
-    assert b"http://" not in body and b"https://" not in body  # no CDN
+    for name in ("studio.js", "studio.css", "index.html"):
+        assert b"://" not in server.static[name], name
     for path in ("/static/../session.py", "/static/%2e%2e/session.py", "/job.json", "/static/"):
         assert request(server, "GET", path)[0] == 404, path
 

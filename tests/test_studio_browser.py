@@ -110,6 +110,7 @@ def browser(tmp_path: Path) -> Iterator[WebDriver]:
     options.binary_location = str(CHROMIUM)
     for arg in [*CHROMIUM_ARGS, f"--user-data-dir={tmp_path / 'profile'}"]:
         options.add_argument(arg)
+    options.set_capability("goog:loggingPrefs", {"browser": "ALL"})
     service = webdriver.ChromeService(executable_path=str(DRIVER))
     os.environ.setdefault("SE_OFFLINE", "true")  # Selenium Manager must not look anything up
     driver = webdriver.Chrome(options=options, service=service)
@@ -259,3 +260,5 @@ def test_the_page_scrubs_edits_saves_and_renders(
     )
     assert duration == pytest.approx(frames / 10, abs=0.05)
     assert (job_file.parent / "out.mp4").stat().st_size > 0
+    errors = [e["message"] for e in browser.get_log("browser") if e["level"] == "SEVERE"]
+    assert errors == []
