@@ -255,6 +255,7 @@ class Studio:
             "limits": self.limits,
             "progress": progress,
         }
+        state = "failed"
         try:
             try:
                 render_job(
@@ -263,14 +264,15 @@ class Studio:
             except HardwareFault as fault:
                 log.warning("%s; rendering again on the CPU", fault.message)
                 render_job(job, encoder=choose_encoder(SOFTWARE), decoder="cpu", **common)
-            task.state = "done"
+            state = "done"
         except GpuWorkerError as exc:
-            task.error, task.state = exc.one_line(), "failed"
+            task.error = exc.one_line()
         except Exception as exc:  # the page shows it; the studio keeps serving
             log.debug("render failed", exc_info=True)
-            task.error, task.state = f"error internal: {type(exc).__name__}: {exc}", "failed"
+            task.error = f"error internal: {type(exc).__name__}: {exc}"
         finally:
             task.seconds = time.perf_counter() - task.started
+            task.state = state  # last: the page reads the rest once it sees the end
 
     def close(self) -> None:
         with self._frame_lock:
