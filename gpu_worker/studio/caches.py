@@ -145,15 +145,16 @@ class ReaderPool:
     def fitted(self, comp: Composition, layer: Layer) -> av.VideoFrame:
         """The fitted frame of ``layer``'s clip at its local time, as ClipReader gives it."""
         index = layer.index
+        # Everything Composition.open_reader reads: the clip, its file, the output (size,
+        # fps for deinterlacing, quality for a motion), the clip's length, the limits.
         key = (
             index,
             comp.job.clips[index].model_dump_json(),
-            comp.clips[index],
-            file_stamp(comp.clips[index].path),
-            comp.width,
-            comp.height,
+            file_stamp(comp.clips[index].path),  # what was probed follows from the file
+            comp.job.output.model_dump_json(),
+            comp.placements[index].length,
+            comp.limits,
             comp.decoder,
-            comp.job.output.quality,  # a motion's resampling follows it
         )
         entry = self._open.pop(key, None)
         ahead = layer.local_time - entry.last if entry is not None else -1.0
