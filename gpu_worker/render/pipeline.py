@@ -31,7 +31,7 @@ from gpu_worker.errors import (
     LimitExceeded,
     UnsupportedInput,
 )
-from gpu_worker.job import Cue, Job, TransitionType
+from gpu_worker.job import Cue, Job, Text, TransitionType
 from gpu_worker.limits import Limits
 from gpu_worker.render import audio as soundtrack
 from gpu_worker.render import transitions
@@ -39,6 +39,7 @@ from gpu_worker.render.captions import CaptionLayer, caption_layer, load_caption
 from gpu_worker.render.clips import ClipReader, FrameSource, Prefetcher, clip_length
 from gpu_worker.render.composite import (
     U8,
+    YuvSprite,
     darken,
     frame_pixels,
     planes_of,
@@ -109,6 +110,23 @@ class Inputs:
             )
         path = Path(uri)
         return path if path.is_absolute() else self.base_dir / path
+
+    def probe(self, uri: str, label: str, limits: Limits) -> MediaInfo:
+        """What the input ``uri`` holds (a long-lived caller may remember it)."""
+        return probe(self.path(uri, label), uri, limits)
+
+    def text_sprite(
+        self, spec: Text, index: int, width: int, height: int, font_file: Path | None
+    ) -> YuvSprite:
+        """Text ``index`` drawn and placed in a ``width`` x ``height`` frame, ready to blend
+        (a long-lived caller may remember it)."""
+        sprite = render_text(spec, index, width, height, font_file)
+        return to_yuv_sprite(sprite.image, sprite.x, sprite.y)
+
+    def overlay_layers(self, job: Job, limits: Limits, duration: float) -> list[SpriteLayer]:
+        """The job's overlays drawn and placed, ready to blend (a long-lived caller may
+        remember them)."""
+        return overlay_layers(job, self.path, limits, duration)
 
 
 @dataclass
@@ -251,7 +269,7 @@ def prepare(
     def probe_once(uri: str, label: str) -> MediaInfo:
         path = inputs.path(uri, label)
         if path not in probed:
-            probed[path] = probe(path, uri, limits)
+            probed[path] = inputs.probe(uri, label, limits)
         return probed[path]
 
     font_files: dict[int, Path] = {}
@@ -294,7 +312,7 @@ def prepare(
     duration_out = frames / job.output.fps
     texts: list[SpriteLayer] = []
     with clock.stage("render_text") as attrs:  # every sprite: overlays, then texts
-        overlays = overlay_layers(job, inputs.path, limits, duration_out)
+        overlays = inputs.overlay_layers(job, limits, duration_out)
         attrs["overlays"] = len(overlays)
         for i, spec in enumerate(job.texts):
             if spec.start >= duration_out:
@@ -302,8 +320,9 @@ def prepare(
                     f"texts[{i}]: starts at {spec.start:g} s, after the video ends "
                     f"({duration_out:.3f} s)"
                 )
-            sprite = render_text(spec, i, job.output.width, job.output.height, font_files.get(i))
-            yuv = to_yuv_sprite(sprite.image, sprite.x, sprite.y)
+            yuv = inputs.text_sprite(
+                spec, i, job.output.width, job.output.height, font_files.get(i)
+            )
             end = min(spec.end, duration_out) if spec.end is not None else duration_out
             texts.append(
                 SpriteLayer(
@@ -592,15 +611,30 @@ def preview_frame(
     inputs = Inputs(base_dir, fetched)
     comp = prepare(job, inputs, limits)
     comp.decoder = decoder
-    if at < 0 or at > comp.duration:
-        raise InvalidJob(f"--at {at:g} s is outside the video (0 to {comp.duration:.3f} s)")
-    n = min(comp.frames - 1, math.floor(at * comp.fps + 1e-6))
-    layers = layers_at(comp.placements, comp.time_of(n))
-    readers = {layer.index: comp.open_reader(layer.index, layer.local_time) for layer in layers}
+    n = frame_index(comp, at)
+    readers: list[FrameSource] = []
+
+    def fitted(layer: Layer) -> av.VideoFrame:
+        readers.append(comp.open_reader(layer.index, layer.local_time))
+        return readers[-1].frame_at(layer.local_time)
+
     try:
-        fitted = [(layer, readers[layer.index].frame_at(layer.local_time)) for layer in layers]
-        frame = comp.compose(n, fitted)
+        frame = frame_of(comp, n, fitted)
     finally:
-        for reader in readers.values():
+        for reader in readers:
             reader.close()
     return to_rgb_image(frame)
+
+
+def frame_index(comp: Composition, at: float) -> int:
+    """The output frame shown at ``at`` seconds (``invalid_job`` outside the video)."""
+    if at < 0 or at > comp.duration:
+        raise InvalidJob(f"--at {at:g} s is outside the video (0 to {comp.duration:.3f} s)")
+    return min(comp.frames - 1, math.floor(at * comp.fps + 1e-6))
+
+
+def frame_of(comp: Composition, n: int, fitted: Callable[[Layer], av.VideoFrame]) -> av.VideoFrame:
+    """Output frame ``n`` alone, its clips' fitted frames asked of ``fitted`` layer by layer
+    (bottom first): what ``preview`` shows, and what a caller keeping decoders open reuses."""
+    layers = layers_at(comp.placements, comp.time_of(n))
+    return comp.compose(n, [(layer, fitted(layer)) for layer in layers])
