@@ -1,5 +1,5 @@
 """The ``gpu-worker`` command line: render, preview, validate, schema, fonts, doctor, serve,
-webhooks replay.
+webhooks replay, studio.
 
 Settings are read once, at start (:class:`gpu_worker.settings.Settings`); a bad one exits 1
 with ``error invalid_config: VARIABLE: why``. Logging is configured here and nowhere else:
@@ -195,35 +195,15 @@ def cmd_preview(args: argparse.Namespace) -> int:
 
 
 def cmd_validate(args: argparse.Namespace) -> int:
-    from pydantic import ValidationError
-
-    from gpu_worker.job import decode_job_text, problems, validate
-    from gpu_worker.render import fonts
+    from gpu_worker.job import decode_job_text
+    from gpu_worker.render.checks import job_problems
 
     try:
         data = decode_job_text(Path(args.job).read_bytes())
     except FileNotFoundError:
         raise InvalidJob(f"no job file at {args.job}") from None
-    try:
-        job = validate(data)
-    except ValidationError as exc:
-        for line in problems(exc):
-            print(line)
-        return EXIT_JOB
-    found = []
-    for i, text in enumerate(job.texts):
-        if text.font_uri is None and text.font is not None:
-            try:
-                path = fonts.resolve(text.font, text.weight, text.italic).path
-            except GpuWorkerError as exc:
-                found.append(f"$.texts[{i}].font: {exc.code}: {exc}")
-                continue
-            missing = fonts.missing_glyphs(path, text.text)
-            if missing:
-                found.append(
-                    f"$.texts[{i}].text: glyph_missing: {path.stem} cannot draw "
-                    + " ".join(repr(c) for c in missing)
-                )
+    settings: Settings = args.settings
+    _, found = job_problems(data, Path(args.job).resolve().parent, settings.limits)
     for line in found:
         print(line)
     if found:
@@ -313,6 +293,20 @@ def cmd_webhooks_replay(args: argparse.Namespace) -> int:
     return EXIT_OK if args.dry_run or delivered == len(done) else EXIT_INTERNAL
 
 
+def cmd_studio(args: argparse.Namespace) -> int:
+    from gpu_worker.studio.server import serve_studio
+    from gpu_worker.studio.session import Studio
+
+    settings: Settings = args.settings
+    studio = Studio(
+        Path(args.job),
+        limits=settings.limits,
+        decoder=settings.decoder,
+        encoder=settings.encoder,
+    )
+    return serve_studio(studio, args.port, announce=lambda line: print(line, flush=True))
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="gpu-worker", description="Render video jobs: JSON in, H.264/AAC MP4 out."
@@ -376,6 +370,13 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--limit", type=int, default=None, metavar="N", help="at most N webhooks")
     p.add_argument("--dry-run", action="store_true", help="list them; send nothing")
     p.set_defaults(func=cmd_webhooks_replay)
+
+    p = sub.add_parser(
+        "studio", help="a local page to edit, scrub and render a job (on 127.0.0.1 only)"
+    )
+    p.add_argument("job", help="job JSON file (read, and written back when you save)")
+    p.add_argument("--port", type=int, default=8787, help="port on 127.0.0.1 (0: any free one)")
+    p.set_defaults(func=cmd_studio)
     return parser
 
 

@@ -26,6 +26,7 @@ from aws_fixtures import (
     s3_endpoint,
     worker_env,
 )
+from helpers import CALL, PUSHB_1, hinted_font
 
 from gpu_worker.client import submit_job, verify_webhook
 from gpu_worker.render.media import probe
@@ -352,6 +353,7 @@ HOSTILE = {
     "bucket not allowed": ("other-bucket", "input_forbidden"),
     "missing object": ("missing", "input_not_found"),
     "font_uri that is no font": ("bad-font", "input_unreadable"),
+    "font whose hinting fails": ("bad-hinting", "input_unreadable"),
 }
 
 
@@ -388,15 +390,21 @@ def test_hostile_inputs_fail_with_a_clear_code(
         uri = f"s3://{aws.bucket}-x/a.mp4"
     elif kind == "missing":
         uri = f"s3://{aws.bucket}/in/nothing.mp4"
-    else:
+    elif kind == "bad-font":
         uri = clip
         texts = [{"text": "x", "size": 10, "font_uri": aws.put("f/x.ttf", b"not a font" * 50)}]
+    else:
+        uri = clip
+        font = hinted_font(prep=bytes([PUSHB_1, 200, CALL]))  # calls a function never defined
+        texts = [{"text": "Hotel", "size": 10, "font_uri": aws.put("f/h.ttf", font)}]
     aws.send(json.dumps(job(aws, [clip, uri], texts=texts)))
 
     (ctx,) = worker.poll_once(wait=1)
 
     assert ctx.outcome is Outcome.FAILED
     assert ctx.error is not None and ctx.error.code == code
+    if kind in ("bad-font", "bad-hinting"):  # named as the job names it
+        assert ctx.error.message.startswith(f"font {texts[0]['font_uri']}: ")
     (event,) = webhooks(receiver)
     assert event["type"] == "video.failed" and event["error"]["code"] == code
     assert event["job_id"] == ctx.job_id

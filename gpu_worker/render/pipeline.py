@@ -31,16 +31,19 @@ from gpu_worker.errors import (
     LimitExceeded,
     UnsupportedInput,
 )
-from gpu_worker.job import Job, TransitionType
+from gpu_worker.job import Cue, Job, Text, TransitionType
 from gpu_worker.limits import Limits
 from gpu_worker.render import audio as soundtrack
-from gpu_worker.render import fonts, transitions
+from gpu_worker.render import transitions
+from gpu_worker.render.captions import CaptionLayer, caption_layer, load_caption_font
 from gpu_worker.render.clips import ClipReader, FrameSource, Prefetcher, clip_length
 from gpu_worker.render.composite import (
     U8,
+    YuvSprite,
     darken,
     frame_pixels,
     planes_of,
+    to_frame,
     to_yuv_sprite,
 )
 from gpu_worker.render.encoder import (
@@ -55,7 +58,8 @@ from gpu_worker.render.media import MediaInfo, probe
 from gpu_worker.render.motion import MotionReader, MotionSampler, base_size
 from gpu_worker.render.overlays import overlay_layers
 from gpu_worker.render.stages import StageClock, Stopwatch
-from gpu_worker.render.text import render_text
+from gpu_worker.render.subtitles import read_captions
+from gpu_worker.render.text import load_text_font, render_text
 from gpu_worker.render.timeline import (
     Layer,
     Placement,
@@ -107,6 +111,23 @@ class Inputs:
         path = Path(uri)
         return path if path.is_absolute() else self.base_dir / path
 
+    def probe(self, uri: str, label: str, limits: Limits) -> MediaInfo:
+        """What the input ``uri`` holds (a long-lived caller may remember it)."""
+        return probe(self.path(uri, label), uri, limits)
+
+    def text_sprite(
+        self, spec: Text, index: int, width: int, height: int, font_file: Path | None
+    ) -> YuvSprite:
+        """Text ``index`` drawn and placed in a ``width`` x ``height`` frame, ready to blend
+        (a long-lived caller may remember it)."""
+        sprite = render_text(spec, index, width, height, font_file)
+        return to_yuv_sprite(sprite.image, sprite.x, sprite.y)
+
+    def overlay_layers(self, job: Job, limits: Limits, duration: float) -> list[SpriteLayer]:
+        """The job's overlays drawn and placed, ready to blend (a long-lived caller may
+        remember them)."""
+        return overlay_layers(job, self.path, limits, duration)
+
 
 @dataclass
 class Composition:
@@ -123,11 +144,13 @@ class Composition:
     input_bytes: int
     decoder: str = "auto"  # auto | nvdec | cpu
     overlays: list[SpriteLayer] = field(default_factory=list)
+    captions: CaptionLayer | None = None
 
     @property
     def drawables(self) -> list[Drawable]:
-        """What is drawn over the clips, bottom first: the overlays, then the texts."""
-        return [*self.overlays, *self.texts]
+        """What is drawn over the clips, bottom first: the overlays, the texts, the captions."""
+        top = [self.captions] if self.captions is not None else []
+        return [*self.overlays, *self.texts, *top]
 
     @property
     def width(self) -> int:
@@ -156,7 +179,14 @@ class Composition:
                 src_w, src_h = src_h, src_w
             width, height = base_size(clip.fit, clip.motion.scale, src_w, src_h, width, height)
         reader = ClipReader(
-            clip, info, width, height, self.limits, start_at=start_at, decoder=self.decoder
+            clip,
+            info,
+            width,
+            height,
+            self.limits,
+            start_at=start_at,
+            decoder=self.decoder,
+            fps=self.fps,
         )
         if clip.motion is None:
             return reader
@@ -195,7 +225,7 @@ class Composition:
             planes = planes_of(arr, w, h)
             for drawable in self.drawables:
                 drawable.draw(planes, t)
-            out = av.VideoFrame.from_numpy_buffer(arr, format="yuv420p")
+            out = to_frame(arr, w, h)
         out.pts = n
         out.time_base = Fraction(1, self.fps)
         return out
@@ -218,7 +248,8 @@ class Composition:
 def prepare(
     job: Job, inputs: Inputs, limits: Limits | None = None, clock: StageClock | None = None
 ) -> Composition:
-    """Probe every input, lay out the timeline and draw the texts (once per job)."""
+    """Read the caption file, probe every input, lay out the timeline and draw the texts
+    (once per job)."""
     limits = limits or Limits()
     clock = clock or StageClock()
     if len(job.clips) > limits.max_clips:
@@ -227,6 +258,10 @@ def prepare(
         raise LimitExceeded(f"{len(job.texts)} texts; the limit is {limits.max_texts}")
     if len(job.overlays) > limits.max_overlays:
         raise LimitExceeded(f"{len(job.overlays)} overlays; the limit is {limits.max_overlays}")
+    cues = job.captions.cues if job.captions is not None else None
+    if job.captions is not None and job.captions.uri is not None:  # a bad file fails first
+        path = inputs.path(job.captions.uri, "captions.uri")
+        cues = read_captions(path, "captions.uri", limits)
     infos: list[MediaInfo] = []
     music: MediaInfo | None = None
     probed: dict[Path, MediaInfo] = {}  # each distinct file is probed once per job
@@ -234,10 +269,19 @@ def prepare(
     def probe_once(uri: str, label: str) -> MediaInfo:
         path = inputs.path(uri, label)
         if path not in probed:
-            probed[path] = probe(path, uri, limits)
+            probed[path] = inputs.probe(uri, label, limits)
         return probed[path]
 
+    font_files: dict[int, Path] = {}
     with clock.stage("probe") as attrs:
+        for i, spec in enumerate(job.texts):  # fonts first: a broken one fails before decoding
+            if spec.font_uri is not None:
+                path = inputs.path(spec.font_uri, f"texts[{i}].font_uri")
+                font_files[i] = load_text_font(spec, path)
+        caption_font = None
+        if job.captions is not None and job.captions.font_uri is not None and cues:
+            path = inputs.path(job.captions.font_uri, "captions.font_uri")
+            caption_font = load_caption_font(job.captions, cues, path)
         for i, clip in enumerate(job.clips):
             infos.append(probe_once(clip.uri, f"clips[{i}]"))
         if job.audio is not None:
@@ -246,7 +290,7 @@ def prepare(
                 raise InvalidJob(f"audio: {job.audio.uri} has no audio stream")
         attrs["inputs"] = len(probed)
     lengths = [
-        clip_length(clip, info, i)
+        clip_length(clip, info, i, job.output.fps)
         for i, (clip, info) in enumerate(zip(job.clips, infos, strict=True))
     ]
     transitions = [(c.transition.type, c.transition.duration) for c in job.clips]
@@ -268,7 +312,7 @@ def prepare(
     duration_out = frames / job.output.fps
     texts: list[SpriteLayer] = []
     with clock.stage("render_text") as attrs:  # every sprite: overlays, then texts
-        overlays = overlay_layers(job, inputs.path, limits, duration_out)
+        overlays = inputs.overlay_layers(job, limits, duration_out)
         attrs["overlays"] = len(overlays)
         for i, spec in enumerate(job.texts):
             if spec.start >= duration_out:
@@ -276,13 +320,9 @@ def prepare(
                     f"texts[{i}]: starts at {spec.start:g} s, after the video ends "
                     f"({duration_out:.3f} s)"
                 )
-            font_file = None
-            if spec.font_uri is not None:
-                font_file = fonts.load_font_file(
-                    inputs.path(spec.font_uri, f"texts[{i}].font_uri")
-                ).path
-            sprite = render_text(spec, i, job.output.width, job.output.height, font_file)
-            yuv = to_yuv_sprite(sprite.image, sprite.x, sprite.y)
+            yuv = inputs.text_sprite(
+                spec, i, job.output.width, job.output.height, font_files.get(i)
+            )
             end = min(spec.end, duration_out) if spec.end is not None else duration_out
             texts.append(
                 SpriteLayer(
@@ -296,6 +336,9 @@ def prepare(
                 )
             )
         attrs["texts"] = len(texts)
+        captions = _caption_layer(job, cues, caption_font, duration_out)
+        if captions is not None:
+            attrs["caption_pages"] = len(captions.pages)
     input_bytes = sum(info.size_bytes for info in probed.values())
     return Composition(
         job,
@@ -308,7 +351,23 @@ def prepare(
         limits,
         input_bytes,
         overlays=overlays,
+        captions=captions,
     )
+
+
+def _caption_layer(
+    job: Job, cues: list[Cue] | None, font_file: Path | None, duration: float
+) -> CaptionLayer | None:
+    """The job's captions laid out for its output (``cues``: given, or read from the file;
+    ``font_file``: its checked ``font_uri`` file)."""
+    spec = job.captions
+    if spec is None or cues is None:
+        return None
+    labels = None
+    if spec.uri is not None:
+        labels = [f"captions.uri (the cue at {cue.start:.3f} s)" for cue in cues]
+    width, height = job.output.width, job.output.height
+    return caption_layer(spec, cues, width, height, duration, font_file, labels)
 
 
 def soundtrack_of(comp: Composition) -> soundtrack.Mixer:
@@ -326,6 +385,8 @@ def soundtrack_of(comp: Composition) -> soundtrack.Mixer:
                 info.path,
                 clip.uri,
                 start=clip.trim_start,
+                # On the picture's clock: sound that starts after the first frame stays late.
+                origin=info.video.start if info.video is not None else None,
                 at=round(placement.start * soundtrack.RATE),
                 length=round(placement.length * soundtrack.RATE),
                 gain=clip.volume,
@@ -565,15 +626,30 @@ def preview_frame(
     inputs = Inputs(base_dir, fetched)
     comp = prepare(job, inputs, limits)
     comp.decoder = decoder
-    if at < 0 or at > comp.duration:
-        raise InvalidJob(f"--at {at:g} s is outside the video (0 to {comp.duration:.3f} s)")
-    n = min(comp.frames - 1, math.floor(at * comp.fps + 1e-6))
-    layers = layers_at(comp.placements, comp.time_of(n))
-    readers = {layer.index: comp.open_reader(layer.index, layer.local_time) for layer in layers}
+    n = frame_index(comp, at)
+    readers: list[FrameSource] = []
+
+    def fitted(layer: Layer) -> av.VideoFrame:
+        readers.append(comp.open_reader(layer.index, layer.local_time))
+        return readers[-1].frame_at(layer.local_time)
+
     try:
-        fitted = [(layer, readers[layer.index].frame_at(layer.local_time)) for layer in layers]
-        frame = comp.compose(n, fitted)
+        frame = frame_of(comp, n, fitted)
     finally:
-        for reader in readers.values():
+        for reader in readers:
             reader.close()
     return to_rgb_image(frame)
+
+
+def frame_index(comp: Composition, at: float) -> int:
+    """The output frame shown at ``at`` seconds (``invalid_job`` outside the video)."""
+    if at < 0 or at > comp.duration:
+        raise InvalidJob(f"--at {at:g} s is outside the video (0 to {comp.duration:.3f} s)")
+    return min(comp.frames - 1, math.floor(at * comp.fps + 1e-6))
+
+
+def frame_of(comp: Composition, n: int, fitted: Callable[[Layer], av.VideoFrame]) -> av.VideoFrame:
+    """Output frame ``n`` alone, its clips' fitted frames asked of ``fitted`` layer by layer
+    (bottom first): what ``preview`` shows, and what a caller keeping decoders open reuses."""
+    layers = layers_at(comp.placements, comp.time_of(n))
+    return comp.compose(n, [(layer, fitted(layer)) for layer in layers])
