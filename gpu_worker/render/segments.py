@@ -27,6 +27,7 @@ from gpu_worker.job import Job
 from gpu_worker.limits import Limits
 from gpu_worker.render import audio as soundtrack
 from gpu_worker.render import fonts
+from gpu_worker.render.clips import FrameSource
 from gpu_worker.render.encoder import EncoderChoice, add_audio_stream, choose_encoder
 from gpu_worker.render.pipeline import (
     AUDIO_BITRATE,
@@ -36,13 +37,14 @@ from gpu_worker.render.pipeline import (
     RenderResult,
     _encode,
     _temp_beside,
+    frame_of,
     poster_path,
     prepare,
     soundtrack_of,
     to_rgb_image,
 )
-from gpu_worker.render.stages import StageClock, Stopwatch
-from gpu_worker.render.timeline import layers_at
+from gpu_worker.render.stages import StageClock
+from gpu_worker.render.timeline import Layer
 
 KEYFRAME_SECONDS = 2  # the encoder's GOP (encoder_options): segments start on this grid
 MIN_SEGMENT_SECONDS = 4.0
@@ -225,14 +227,16 @@ def _join(comp: Composition, segments: Sequence[Path], tmp: Path) -> None:
 
 def _poster(comp: Composition, path: Path) -> None:
     """The poster the single render saves: the poster frame, composited again."""
-    n = comp.poster_frame()
-    layers = layers_at(comp.placements, comp.time_of(n))
-    readers = {layer.index: comp.open_reader(layer.index, layer.local_time) for layer in layers}
+    readers: list[FrameSource] = []
+
+    def fitted(layer: Layer) -> av.VideoFrame:
+        readers.append(comp.open_reader(layer.index, layer.local_time))
+        return readers[-1].frame_at(layer.local_time)
+
     try:
-        fitted = [(layer, readers[layer.index].frame_at(layer.local_time)) for layer in layers]
-        frame = comp.compose(n, fitted, Stopwatch())
+        frame = frame_of(comp, comp.poster_frame(), fitted)
     finally:
-        for reader in readers.values():
+        for reader in readers:
             reader.close()
     to_rgb_image(frame).save(path, format="JPEG", quality=90)
 
