@@ -263,3 +263,33 @@ def test_a_worker_alone_renders_every_segment_itself(
     (leftover,) = worker.poll_once(wait=5)
     assert leftover.outcome is Outcome.COMPLETED and len(stages.named("encode")) == 2
     finished(aws, receiver, "long-6", tmp_path)
+
+
+def test_a_segment_that_fails_for_good_fails_the_job_once(
+    aws: Aws, media: Media, receiver: Receiver, make_worker: Any
+) -> None:
+    stages = Stages()
+    parent = make_worker(hooks=stages, **SPLIT)
+    aws.send(json.dumps(long_job(aws, media, "long-7")))
+    result: list[JobContext] = []
+    thread = threading.Thread(target=lambda: result.extend(parent.poll_once(wait=5)), daemon=True)
+    thread.start()
+    assert stages.started.wait(10)
+    # A worker takes the segment, finds its input unreadable, says so and ends the message.
+    (taken,) = aws.sqs.receive_message(QueueUrl=aws.queue_url, WaitTimeSeconds=10)["Messages"]
+    segment = json.loads(taken["Body"])
+    aws.s3.put_object(Bucket=aws.bucket, Key=started_key(segment), Body=b"worker")
+    error = started_key(segment).replace(".started", ".error.json")
+    body = {"code": "input_unreadable", "message": "clips[0]: in/long.mp4: cannot decode"}
+    aws.s3.put_object(Bucket=aws.bucket, Key=error, Body=json.dumps(body).encode())
+    aws.sqs.delete_message(QueueUrl=aws.queue_url, ReceiptHandle=taken["ReceiptHandle"])
+    thread.join(60)
+
+    (ctx,) = result
+    assert ctx.outcome is Outcome.FAILED and ctx.error is not None
+    assert ctx.error.code == "input_unreadable"
+    (post,) = receiver.posts()
+    event = verify_webhook(post.headers, post.body, SECRET)
+    assert event["type"] == "video.failed" and event["error"]["code"] == "input_unreadable"
+    assert [k for k in aws.object_keys() if k.startswith("out/")] == []  # nothing left
+    assert aws.counts() == (0, 0)

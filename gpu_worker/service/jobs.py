@@ -106,6 +106,8 @@ class JobRunner:
             if self.shutdown.abandoned(ctx.message_id):
                 return Outcome.RELEASED  # released at the stop deadline: not ours to settle
             if error.permanent:
+                if self.segments is not None:
+                    self.segments.cleanup(ctx)  # a failed split leaves nothing behind
                 self._notify(ctx, webhook.FAILED, error=error, metadata=metadata)
                 return Outcome.FAILED
             if self._last_attempt(ctx):
@@ -157,8 +159,6 @@ class JobRunner:
                 self.segments.cleanup(ctx)  # the temporary segments, once the output is up
         finally:
             shutil.rmtree(folder, ignore_errors=True)
-            if self.segments is not None:
-                self.segments.forget(ctx)
         self._notify(
             ctx,
             webhook.COMPLETED,

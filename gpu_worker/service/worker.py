@@ -280,6 +280,7 @@ class Worker:
         finally:
             with self._lock:
                 self._in_hand.pop(ctx.message_id, None)
+            self.segments.forget(ctx)  # a split kept for a retry is planned again then
         log.info(
             "job %s (message %s, attempt %d): %s%s",
             ctx.job_id or "-",
