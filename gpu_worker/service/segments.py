@@ -231,6 +231,8 @@ class Segments:
                     )
                     with ctx.clock.stage("upload", uri=str(target)):
                         self.storage.upload(path, target, "video/mp4")
+                if find_rendered(self.storage, job, output_uri) is not None:
+                    self._remove(target)  # joined without it meanwhile: nobody will read it
                 return Outcome.COMPLETED
             except (HardwareFault, EncoderUnavailable, DecoderUnavailable) as exc:
                 # This machine cannot make the parent's encoding (a GPU that failed, a CPU
@@ -476,6 +478,12 @@ class Segments:
         self._parts.pop(ctx.message_id, None)
 
     # -- helpers -------------------------------------------------------------------------------
+
+    def _remove(self, uri: S3Uri) -> None:
+        try:
+            self.storage.client.delete_object(Bucket=uri.bucket, Key=uri.key)
+        except Exception as exc:
+            log.warning("cannot remove %s: %s", uri, exc)
 
     def _marker(self, uri: S3Uri) -> str | None:
         try:
