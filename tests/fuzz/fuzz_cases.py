@@ -56,6 +56,10 @@ def media_case(name: str, kind: str, n: int, seeds: dict[str, Path]) -> dict[str
     elif kind == "overlay":
         job["overlays"] = [{"uri": name, "width": 0.5, "animation": {"in": "fade"}}]
         allowed = OVERLAY_CODES
+    elif kind == "caption":
+        style = "word_highlight" if n % 2 else "line"
+        job["captions"] = {"uri": name, "font": "Roboto", "size": 8, "style": style}
+        allowed = FONT_CODES
     elif kind == "font":
         text: dict[str, Any] = {"text": FONT_TEXT, "font_uri": name, "size": 10 + 3 * (n % 3)}
         if n % 2:

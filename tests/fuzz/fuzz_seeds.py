@@ -32,7 +32,7 @@ FRAMES = 6
 @dataclass(frozen=True)
 class Seed:
     name: str  # file name, its suffix telling the format
-    kind: str  # video, still, audio, overlay or font
+    kind: str  # video, still, audio, overlay, font or caption
     make: Callable[[Path], None]
 
 
@@ -181,6 +181,30 @@ def _opentype_cff(path: Path) -> None:
     builder.save(str(path))
 
 
+_CUES = (
+    ("00:00:00.000", "00:00:00.200", "Bienvenue à l'Hôtel"),
+    ("00:00:00.200", "00:00:00.450", "Vue sur la mer"),
+)
+
+
+def _srt(path: Path) -> None:
+    """Two SRT cues inside the half-second render."""
+    blocks = [
+        f"{i}\n{start.replace('.', ',')} --> {end.replace('.', ',')}\n{text}\n"
+        for i, (start, end, text) in enumerate(_CUES, 1)
+    ]
+    path.write_text("\n".join(blocks), encoding="utf-8")
+
+
+def _vtt(path: Path) -> None:
+    """The same cues as WebVTT, one with word timings inside the cue."""
+    lines = ["WEBVTT", ""]
+    for start, end, text in _CUES:
+        lines += [f"{start} --> {end}", text, ""]
+    lines[-2] = "Vue <00:00:00.300>sur <00:00:00.350>la mer"
+    path.write_text("\n".join(lines), encoding="utf-8")
+
+
 SEEDS: tuple[Seed, ...] = (
     Seed("h264-aac.mp4", "video", _video("libx264", "aac")),
     Seed("mpeg4.mov", "video", _video("mpeg4", "aac")),
@@ -204,6 +228,8 @@ SEEDS: tuple[Seed, ...] = (
     Seed("roboto.ttf", "font", _truetype("Roboto/Roboto_400Regular.ttf")),
     Seed("playfair.ttf", "font", _truetype("PlayfairDisplay/PlayfairDisplay_400Regular.ttf")),
     Seed("boxes.otf", "font", _opentype_cff),
+    Seed("subs.srt", "caption", _srt),
+    Seed("subs.vtt", "caption", _vtt),
 )
 
 

@@ -23,7 +23,10 @@ from fuzz_cases import (
 from fuzz_runner import Pool
 from fuzz_seeds import SEEDS
 
-KINDS = ("video", "still", "audio", "overlay", "font")
+KINDS = ("video", "still", "audio", "overlay", "font", "caption")
+# The refusal each kind's damage must reach at least once: a broken caption file is a
+# malformed job (its line is named), a broken media or font file an unreadable input.
+REFUSAL = {"caption": "invalid_job"}
 
 
 def _report(failures: list[str]) -> str:
@@ -53,7 +56,7 @@ def test_mutated_inputs_end_in_a_video_or_a_job_error(
     assert len(results) == len(cases)
     assert not failures, _report(failures)
     codes = Counter(result["code"] for result in results)
-    assert codes["ok"] and codes["input_unreadable"], codes  # both ends are reached
+    assert codes["ok"] and codes[REFUSAL.get(kind, "input_unreadable")], codes  # both ends
 
 
 @pytest.mark.soak
