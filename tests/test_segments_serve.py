@@ -214,13 +214,14 @@ def test_a_parent_that_dies_after_fanning_out_loses_nothing(
 def test_each_segment_is_traced_under_the_job(
     aws: Aws, media: Media, receiver: Receiver, make_worker: Any
 ) -> None:
+    from opentelemetry.sdk.metrics.export import InMemoryMetricReader
     from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
 
     from gpu_worker.observability.setup import setup_telemetry
     from gpu_worker.observability.spans import serve_hooks
 
-    spans = InMemorySpanExporter()
-    telemetry = setup_telemetry(span_exporters=[spans])
+    spans, metrics = InMemorySpanExporter(), InMemoryMetricReader()
+    telemetry = setup_telemetry(span_exporters=[spans], metric_readers=[metrics])
     parent = make_worker(hooks=serve_hooks(telemetry), **SPLIT)
     helper = make_worker(hooks=serve_hooks(telemetry), **SPLIT)
     aws.send(json.dumps(long_job(aws, media, "long-5")))
@@ -230,10 +231,11 @@ def test_each_segment_is_traced_under_the_job(
     (segment,) = helper.poll_once(wait=10)
     thread.join(60)
     telemetry.force_flush()
-    roots = [s for s in spans.get_finished_spans() if s.name == "render_job"]
-    assert len(roots) == 2 and segment.outcome is Outcome.COMPLETED
-    job_root = next(s for s in roots if s.parent is None)
-    part = next(s for s in roots if s.parent is not None)
+    finished_spans = spans.get_finished_spans()
+    (job_root,) = [s for s in finished_spans if s.name == "render_job"]
+    (part,) = [s for s in finished_spans if s.name == "render_segment"]
+    assert segment.outcome is Outcome.COMPLETED and job_root.parent is None
+    assert part.attributes is not None and part.attributes["segment.index"] == 1  # 0: the parent
     assert part.parent is not None and part.parent.span_id == job_root.context.span_id
     assert part.context.trace_id == job_root.context.trace_id
     children = {
@@ -242,6 +244,16 @@ def test_each_segment_is_traced_under_the_job(
         if s.parent and s.parent.span_id == job_root.context.span_id
     }
     assert {"fan_out", "segment", "wait_segments", "join", "upload", "webhook"} <= children
+    # The split video is one job in the metrics, not one per segment
+    jobs = [
+        point.value  # type: ignore[union-attr]
+        for rm in metrics.get_metrics_data().resource_metrics
+        for sm in rm.scope_metrics
+        for m in sm.metrics
+        if m.name == "gpu_worker.jobs"
+        for point in m.data.data_points
+    ]
+    assert sum(jobs) == 1
 
 
 def test_a_worker_alone_renders_every_segment_itself(

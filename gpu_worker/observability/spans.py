@@ -39,6 +39,7 @@ from gpu_worker.observability.setup import Telemetry
 log = logging.getLogger(__name__)
 
 ROOT_SPAN = "render_job"
+SEGMENT_SPAN = "render_segment"  # one segment of a split job, a child of its job's trace
 
 # Root span attributes (read back by benchmarks/cost.py).
 JOB_ID = "job.id"
@@ -106,6 +107,7 @@ class JobTrace:
         self.render_started: float | None = None
         self.render_seconds: float | None = None
         self.render_finished: float | None = None
+        self.counted = True  # a job in the jobs counter and render histogram (not a segment)
         self._lock = threading.Lock()
 
     @property
@@ -207,6 +209,8 @@ class JobTrace:
         labels: dict[str, str] = {OUTCOME: self.outcome, WORKER_KIND: kind}
         if self.error_code:
             labels[ERROR_CODE] = self.error_code
+        if not self.counted:  # a segment: its video is counted once, by its job
+            return
         self.telemetry.jobs.add(1, labels)
         seconds = self.render_seconds
         if seconds is None:
@@ -224,9 +228,12 @@ def traced_job(
     queue_wait: float | None = None,
     clock: StageClock | None = None,
     attributes: Mapping[str, Any] | None = None,
+    name: str = ROOT_SPAN,
 ) -> Iterator[JobTrace]:
-    """The ``render_job`` span around one job; pass ``jt.clock`` to ``render_job`` (and record
-    fetch_inputs/upload/webhook on it), call ``jt.result(result)`` once rendered.
+    """The ``render_job`` span around one job (``name``: ``render_segment`` for one segment of
+    a split job, which is not counted as a job in the metrics); pass ``jt.clock`` to
+    ``render_job`` (and record fetch_inputs/upload/webhook on it), call ``jt.result(result)``
+    once rendered.
 
     ``traceparent``: the W3C header the backend sent (an SQS message attribute); the job's
     trace continues it. ``queue_wait``: seconds between SQS ``SentTimestamp`` and now.
@@ -245,13 +252,14 @@ def traced_job(
             root_attributes[key] = _attribute(value)
     served = traceparent is not None or queue_wait is not None
     span = telemetry.tracer.start_span(
-        ROOT_SPAN,
+        name,
         context=parent,
         kind=SpanKind.CONSUMER if served else SpanKind.INTERNAL,
         attributes=root_attributes,
     )
     clock = clock if clock is not None else StageClock()
     job = JobTrace(telemetry, span, clock, worker_kind)
+    job.counted = name == ROOT_SPAN
     clock.listeners.append(job.on_stage)
     kind_label = {WORKER_KIND: worker_kind or "unknown"}
     telemetry.in_flight.add(1, kind_label)
@@ -293,6 +301,8 @@ class ServedJob(Protocol):
     def queue_wait(self) -> float | None: ...
     @property
     def fallback(self) -> str | None: ...
+    @property
+    def segment(self) -> int | None: ...
 
     @property
     def outcome(self) -> object: ...
@@ -338,7 +348,11 @@ def serve_hooks(telemetry: Telemetry) -> Callable[[ServedJob], AbstractContextMa
             traceparent=ctx.traceparent,
             queue_wait=ctx.queue_wait,
             clock=ctx.clock,
-            attributes={"messaging.sqs.receive_count": ctx.receive_count},
+            attributes={
+                "messaging.sqs.receive_count": ctx.receive_count,
+                "segment.index": ctx.segment,
+            },
+            name=ROOT_SPAN if ctx.segment is None else SEGMENT_SPAN,
         ) as jt:
             if hasattr(ctx, "own_traceparent"):
                 ctx.own_traceparent = jt.traceparent  # later webhook attempts join this trace

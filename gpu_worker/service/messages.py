@@ -66,6 +66,7 @@ class JobContext:
     result: RenderResult | None = None
     delivery: webhook.Delivery | None = None
     fallback: str | None = None  # why the GPU path failed, when the job was rendered on the CPU
+    segment: int | None = None  # the segment's index, when the message is a part of a split job
     # The job's own trace (a W3C traceparent) when a telemetry hook gave one: webhook
     # attempts made later, from the retry queue, are traced under it.
     own_traceparent: str | None = None

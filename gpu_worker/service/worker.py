@@ -262,6 +262,7 @@ class Worker:
             body = str(message.get("Body", ""))
             segment = segment_message(body)
             ctx.job_id = segment.job_id if segment is not None else peek_job_id(body)
+            ctx.segment = segment.index if segment is not None else None
             with self.job_hooks(ctx):
                 if segment is not None:  # a part of a long job another worker split
                     ctx.outcome = self.segments.process(ctx, segment)
