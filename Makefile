@@ -24,8 +24,9 @@ demo: install
 	$(BIN)/python examples/make_media.py
 	$(BIN)/gpu-worker render examples/hotel-reel.json
 
+# Three workers on two cores: many tests wait on local servers and subprocesses.
 test: install-test
-	$(BIN)/python -m pytest
+	$(BIN)/python -m pytest -n 3
 
 soak: install-test
 	$(BIN)/python -m pytest -m soak

@@ -154,9 +154,19 @@ def read_runs(paths: Iterable[Path]) -> list[JobRun]:
         )
         for key, s in roots.items()
     }
+    # A split job's segments ran on other workers: their time and stages are the video's too.
+    segments = {
+        (s["trace_id"], s["span_id"]): runs[(s["trace_id"], s.get("parent_id"))]
+        for s in spans
+        if s.get("name") == "render_segment" and (s["trace_id"], s.get("parent_id")) in runs
+    }
+    by_key = {(s["trace_id"], s["span_id"]): s for s in spans}
+    for key, run in segments.items():
+        run.seconds += float(by_key[key]["seconds"])
     for s in spans:
-        run = runs.get((s["trace_id"], s.get("parent_id")))
-        if run is not None:
+        parent = (s["trace_id"], s.get("parent_id"))
+        run = runs.get(parent) or segments.get(parent)
+        if run is not None and s.get("name") != "render_segment":
             run.stages[s["name"]] = run.stages.get(s["name"], 0.0) + float(s["seconds"])
     return list(runs.values())
 

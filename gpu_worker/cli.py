@@ -1,4 +1,5 @@
-"""The ``gpu-worker`` command line: render, preview, validate, schema, fonts, doctor, serve.
+"""The ``gpu-worker`` command line: render, preview, validate, schema, fonts, doctor, serve,
+webhooks replay, studio.
 
 Settings are read once, at start (:class:`gpu_worker.settings.Settings`); a bad one exits 1
 with ``error invalid_config: VARIABLE: why``. Logging is configured here and nowhere else:
@@ -148,13 +149,16 @@ def cmd_render(args: argparse.Namespace) -> int:
                 "clock": jt.clock,
                 "limits": settings.limits,
             }
+            # A job with several outputs renders whole: its renditions share one decode.
+            split = args.segments > 1 and job.outputs is None
+            render = _split_render(args, settings) if split else render_job
             try:
-                result = render_job(job, encoder=encoder, decoder=settings.decoder, **common)
+                result = render(job, encoder=encoder, decoder=settings.decoder, **common)
             except HardwareFault as fault:  # the GPU's fault: the CPU path renders it again
                 log.warning("%s; rendering again on the CPU", fault.message)
                 jt.set(**{"encoder.fallback": True})
                 software = choose_encoder(SOFTWARE)
-                result = render_job(job, encoder=software, decoder="cpu", **common)
+                result = render(job, encoder=software, decoder="cpu", **common)
             jt.result(result)
     finally:
         progress.close()
@@ -179,6 +183,19 @@ def cmd_render(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
+def _split_render(args: argparse.Namespace, settings: Settings) -> Any:
+    """``render_job``'s stand-in for ``--segments N``: N processes, then the join."""
+    from gpu_worker.render.segments import render_split
+
+    def render(job: Any, *, encoder: Any, progress: Any, **common: Any) -> Any:
+        setting = "nvenc" if encoder.hardware else "x264"  # the processes choose it again
+        return render_split(
+            job, args.segments, encoder=setting, fonts_dir=settings.fonts_dir, **common
+        )
+
+    return render
+
+
 def cmd_preview(args: argparse.Namespace) -> int:
     from gpu_worker.render.pipeline import preview_frame
 
@@ -196,35 +213,15 @@ def cmd_preview(args: argparse.Namespace) -> int:
 
 
 def cmd_validate(args: argparse.Namespace) -> int:
-    from pydantic import ValidationError
-
-    from gpu_worker.job import decode_job_text, problems, validate
-    from gpu_worker.render import fonts
+    from gpu_worker.job import decode_job_text
+    from gpu_worker.render.checks import job_problems
 
     try:
         data = decode_job_text(Path(args.job).read_bytes())
     except FileNotFoundError:
         raise InvalidJob(f"no job file at {args.job}") from None
-    try:
-        job = validate(data)
-    except ValidationError as exc:
-        for line in problems(exc):
-            print(line)
-        return EXIT_JOB
-    found = []
-    for i, text in enumerate(job.texts):
-        if text.font_uri is None and text.font is not None:
-            try:
-                path = fonts.resolve(text.font, text.weight, text.italic).path
-            except GpuWorkerError as exc:
-                found.append(f"$.texts[{i}].font: {exc.code}: {exc}")
-                continue
-            missing = fonts.missing_glyphs(path, text.text)
-            if missing:
-                found.append(
-                    f"$.texts[{i}].text: glyph_missing: {path.stem} cannot draw "
-                    + " ".join(repr(c) for c in missing)
-                )
+    settings: Settings = args.settings
+    _, found = job_problems(data, Path(args.job).resolve().parent, settings.limits)
     for line in found:
         print(line)
     if found:
@@ -259,7 +256,7 @@ def cmd_doctor(args: argparse.Namespace) -> int:
 
 def cmd_serve(args: argparse.Namespace) -> int:
     from gpu_worker.observability.setup import setup_telemetry
-    from gpu_worker.observability.spans import serve_hooks
+    from gpu_worker.observability.spans import delivery_hooks, serve_hooks
     from gpu_worker.service.worker import check_codecs, serve
 
     settings: Settings = args.settings.require_serving()
@@ -270,9 +267,62 @@ def cmd_serve(args: argparse.Namespace) -> int:
         return EXIT_INTERNAL
     telemetry = setup_telemetry()
     try:
-        return serve(settings, job_hooks=serve_hooks(telemetry))
+        return serve(
+            settings,
+            job_hooks=serve_hooks(telemetry),
+            delivery_hooks=delivery_hooks(telemetry),
+        )
     finally:
         telemetry.shutdown()
+
+
+def cmd_webhooks_replay(args: argparse.Namespace) -> int:
+    from gpu_worker.errors import InvalidConfig
+    from gpu_worker.service.aws import aws_client
+    from gpu_worker.service.deliveries import describe, replay
+    from gpu_worker.service.webhook import WebhookSender
+
+    settings: Settings = args.settings
+    missing = [
+        settings.variable(name)
+        for name in ("webhook_dead_letter_url", "webhook_url", "webhook_secret")
+        if getattr(settings, name) is None
+    ]
+    if missing:
+        raise InvalidConfig(f"{', '.join(missing)}: not set")
+    assert settings.webhook_url is not None and settings.webhook_dead_letter_url is not None
+    sender = WebhookSender(
+        settings.webhook_url,
+        settings.webhook_key,
+        allow_private=settings.webhook_allow_private,
+        total_timeout=settings.webhook_timeout,
+    )
+    done = replay(
+        aws_client("sqs", settings),
+        settings.webhook_dead_letter_url,
+        sender,
+        limit=args.limit,
+        dry_run=args.dry_run,
+    )
+    for item in done:
+        print(describe(item))
+    delivered = sum(1 for item in done if item.delivered)
+    print(f"{delivered} delivered, {len(done) - delivered} left in the webhook dead-letter queue")
+    return EXIT_OK if args.dry_run or delivered == len(done) else EXIT_INTERNAL
+
+
+def cmd_studio(args: argparse.Namespace) -> int:
+    from gpu_worker.studio.server import serve_studio
+    from gpu_worker.studio.session import Studio
+
+    settings: Settings = args.settings
+    studio = Studio(
+        Path(args.job),
+        limits=settings.limits,
+        decoder=settings.decoder,
+        encoder=settings.encoder,
+    )
+    return serve_studio(studio, args.port, announce=lambda line: print(line, flush=True))
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -290,6 +340,13 @@ def build_parser() -> argparse.ArgumentParser:
         help="output MP4 (default: the job's output.uri; a job with outputs: theirs)",
     )
     p.add_argument("--quiet", action="store_true", help="print only the output paths")
+    p.add_argument(
+        "--segments",
+        type=int,
+        default=1,
+        metavar="N",
+        help="split the frames over N processes on keyframe boundaries, then join (default 1)",
+    )
     p.add_argument(
         "--trace-file",
         metavar="FILE",
@@ -324,6 +381,24 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("serve", help="take jobs from SQS (configured by environment)")
     p.set_defaults(func=cmd_serve)
+
+    p = sub.add_parser("webhooks", help="the webhook dead-letter queue")
+    webhooks = p.add_subparsers(dest="webhooks_command", required=True)
+    p = webhooks.add_parser(
+        "replay",
+        help="re-send every webhook in GPU_WORKER_WEBHOOK_DEAD_LETTER_URL now (same id, "
+        "fresh signature); delete what is delivered, leave the rest (exit 1)",
+    )
+    p.add_argument("--limit", type=int, default=None, metavar="N", help="at most N webhooks")
+    p.add_argument("--dry-run", action="store_true", help="list them; send nothing")
+    p.set_defaults(func=cmd_webhooks_replay)
+
+    p = sub.add_parser(
+        "studio", help="a local page to edit, scrub and render a job (on 127.0.0.1 only)"
+    )
+    p.add_argument("job", help="job JSON file (read, and written back when you save)")
+    p.add_argument("--port", type=int, default=8787, help="port on 127.0.0.1 (0: any free one)")
+    p.set_defaults(func=cmd_studio)
     return parser
 
 

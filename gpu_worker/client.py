@@ -3,6 +3,7 @@
 from gpu_worker.client import submit_job, verify_webhook
 
 message_id = submit_job(queue_url, job_dict)            # validated before it is sent
+message_id = submit_job(queue_url, template, merge={"hotel": "Le Bristol", "price": 420})
 event = verify_webhook(request.headers, request.body, "whsec_...")  # raises if forged
 """
 
@@ -16,6 +17,7 @@ from typing import Any
 
 from gpu_worker.job import Job, decode_job_text, parse_job
 from gpu_worker.service.webhook import SIGNATURE_VERSION, parse_secret, sign
+from gpu_worker.template import with_merge
 
 __all__ = ["WebhookVerificationError", "submit_job", "verify_webhook"]
 
@@ -26,10 +28,19 @@ class WebhookVerificationError(ValueError):
     """A webhook whose signature, timestamp or body does not check out: reject it (400)."""
 
 
-def _job_body(job: Job | Mapping[str, Any] | str | bytes) -> tuple[Job, str]:
-    if isinstance(job, Job):
+def _job_body(
+    job: Job | Mapping[str, Any] | str | bytes, merge: Mapping[str, Any] | None = None
+) -> tuple[Job, str]:
+    """The validated job and the message body: the job as given, with ``merge`` added to its
+    own; the worker fills the placeholders the same way (values never hold placeholders, so
+    filling twice changes nothing)."""
+    if isinstance(job, Job) and not merge:
         return job, job.model_dump_json(by_alias=True, exclude_none=True)
-    data = decode_job_text(job) if isinstance(job, str | bytes) else dict(job)
+    if isinstance(job, Job):
+        data = json.loads(job.model_dump_json(by_alias=True, exclude_none=True))
+    else:
+        data = decode_job_text(job) if isinstance(job, str | bytes) else dict(job)
+    data = with_merge(data, dict(merge) if merge else None)
     return parse_job(data), json.dumps(data, ensure_ascii=False, separators=(",", ":"))
 
 
@@ -40,13 +51,17 @@ def submit_job(
     sqs: Any = None,
     traceparent: str | None = None,
     delay_seconds: int = 0,
+    merge: Mapping[str, Any] | None = None,
 ) -> str:
     """Validate ``job`` (raises ``InvalidJob``) and send it to the queue; the SQS message id.
+
+    ``merge`` fills the job's ``{{name}}`` placeholders (added to the job's own ``merge``,
+    winning on a name); a placeholder left without a value is ``InvalidJob`` naming them all.
 
     ``traceparent`` (W3C trace context) travels as a message attribute, so the worker's spans
     join the backend's trace. ``sqs`` defaults to ``boto3.client("sqs")``.
     """
-    _, body = _job_body(job)
+    _, body = _job_body(job, merge)
     if sqs is None:
         import boto3
 

@@ -22,6 +22,7 @@ from pydantic import (
     model_validator,
 )
 
+from gpu_worker import template
 from gpu_worker.errors import InvalidJob
 
 _COLOR = re.compile(r"^#(?:[0-9A-Fa-f]{6}|[0-9A-Fa-f]{8})$")
@@ -121,6 +122,11 @@ class MotionKind(StrEnum):
     PAN_RIGHT = "pan_right"
     PAN_UP = "pan_up"
     PAN_DOWN = "pan_down"
+
+
+class CaptionStyle(StrEnum):
+    LINE = "line"
+    WORD_HIGHLIGHT = "word_highlight"
 
 
 class Easing(StrEnum):
@@ -262,6 +268,90 @@ class Duck(_Model):
     release: float = Field(0.5, ge=0, le=10, description="seconds to come back up")
 
 
+MAX_CUES = 5000
+
+
+class Word(_Model):
+    """One spoken word of a cue and when it is said, on the output timeline."""
+
+    start: Seconds
+    end: float = Field(gt=0, le=86_400)
+    text: str = Field(min_length=1, max_length=200)
+
+    @model_validator(mode="after")
+    def _check(self) -> Word:
+        if self.end <= self.start:
+            raise ValueError(f"end ({self.end}) must be after start ({self.start})")
+        return self
+
+
+class Cue(_Model):
+    """A caption shown from ``start`` to ``end`` (seconds of the output)."""
+
+    start: Seconds
+    end: float = Field(gt=0, le=86_400)
+    text: str = Field(min_length=1, max_length=1000)
+    words: list[Word] | None = Field(
+        None,
+        description="word timings for word_highlight: one per word of text, in order; "
+        "default: the cue's time spread over its words by length",
+    )
+
+    @model_validator(mode="after")
+    def _check(self) -> Cue:
+        if self.end <= self.start:
+            raise ValueError(f"end ({self.end}) must be after start ({self.start})")
+        if not self.text.strip():
+            raise ValueError("text is blank")
+        if self.words is not None:
+            tokens = self.text.split()
+            said = [w.text for w in self.words]
+            if said != tokens:
+                raise ValueError(f"words {said} must be the words of text, in order: {tokens}")
+            for i, word in enumerate(self.words):
+                if word.start < self.start - 1e-6 or word.end > self.end + 1e-6:
+                    raise ValueError(f"words[{i}] ({word.start}-{word.end}) is outside the cue")
+                if i and word.start < self.words[i - 1].start:
+                    raise ValueError(f"words[{i}] starts before words[{i - 1}]")
+        return self
+
+
+class Captions(_Model):
+    """Subtitles burnt into the video: from an SRT/WebVTT file or given cue by cue, drawn
+    over the overlays and texts."""
+
+    uri: str | None = Field(None, min_length=1, description="an SRT or WebVTT file")
+    cues: list[Cue] | None = Field(None, min_length=1, max_length=MAX_CUES)
+    style: CaptionStyle = Field(
+        CaptionStyle.LINE, description="line, or word_highlight: the word being said coloured"
+    )
+    highlight_color: Color = "#FFD400"
+    font: str | None = Field(None, min_length=1, description="family name from the catalog")
+    font_uri: str | None = Field(None, min_length=1, description="a TTF/OTF file to use instead")
+    weight: int = Field(700, ge=100, le=900)
+    italic: bool = False
+    size: float = Field(gt=0, le=2000, description="pixels")
+    color: Color = "#FFFFFF"
+    x: float = Field(0.5, ge=0, le=1)
+    y: float = Field(0.75, ge=0, le=1, description="default: above the apps' bottom bar")
+    anchor: Anchor = Anchor.BOTTOM
+    max_width: float = Field(0.8, gt=0, le=1, description="clear of the apps' side buttons")
+    align: Align = Align.CENTER
+    line_spacing: float = Field(1.15, gt=0, le=10)
+    max_lines: int = Field(2, ge=1, le=10, description="a longer cue is shown page by page")
+    stroke: Stroke | None = None
+    shadow: Shadow | None = None
+    background: Background | None = None
+
+    @model_validator(mode="after")
+    def _check(self) -> Captions:
+        if (self.uri is None) == (self.cues is None):
+            raise ValueError("give uri (an SRT or WebVTT file) or cues, not both")
+        if self.font is None and self.font_uri is None:
+            raise ValueError("give a font (family name) or a font_uri")
+        return self
+
+
 class Audio(_Model):
     """The music (``uri``) and what is done to the whole soundtrack (``loudness``)."""
 
@@ -295,8 +385,8 @@ class InputRef(NamedTuple):
 
 
 class Job(_Model):
-    """A render job: clips in order, image overlays and texts on the output timeline, an
-    optional music track."""
+    """A render job: clips in order, image overlays, texts and captions on the output
+    timeline, an optional music track."""
 
     version: Literal[1]
     job_id: str = Field(pattern=JOB_ID_PATTERN)
@@ -314,6 +404,12 @@ class Job(_Model):
     )
     texts: list[Text] = Field(default_factory=list)
     audio: Audio | None = None
+    captions: Captions | None = Field(None, description="subtitles over everything else")
+    merge: dict[str, str | int | float] = Field(
+        default_factory=dict,
+        description="values of the {{name}} placeholders found in any string of the job, "
+        "filled in as text before the job is validated",
+    )
     metadata: dict[str, Any] = Field(default_factory=dict, description="≤ 4 KiB, passed through")
 
     @field_validator("metadata")
@@ -365,6 +461,11 @@ class Job(_Model):
             for i, text in enumerate(self.texts)
             if text.font_uri is not None
         ]
+        if self.captions is not None:
+            if self.captions.uri is not None:
+                named.append(InputRef(self.captions.uri, "captions.uri"))
+            if self.captions.font_uri is not None:
+                named.append(InputRef(self.captions.font_uri, "captions.font_uri", font=True))
         seen: dict[str, InputRef] = {}
         for ref in named:
             seen.setdefault(ref.uri, ref)
@@ -404,8 +505,21 @@ def validate(data: Any) -> Job:
     return Job.model_validate_json(json.dumps(data), strict=True)
 
 
+def fill_template(data: Any) -> Any:
+    """``data`` with its ``{{name}}`` placeholders filled from its ``merge``; ``InvalidJob``
+    listing every missing name (with the JSON path of each string that names it)."""
+    filled, errors = template.fill(data)
+    if errors:
+        raise InvalidJob("; ".join(errors))
+    if filled.missing:
+        raise InvalidJob("; ".join(filled.problems()))
+    return filled.data
+
+
 def parse_job(data: Any) -> Job:
-    """Validate already-decoded JSON; every problem goes into one InvalidJob message."""
+    """Fill the placeholders, then validate already-decoded JSON; every problem goes into one
+    InvalidJob message."""
+    data = fill_template(data)
     try:
         return validate(data)
     except ValidationError as exc:

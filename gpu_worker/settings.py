@@ -24,6 +24,7 @@ from pydantic import AliasChoices, BeforeValidator, Field, SecretStr, Validation
 from pydantic_settings import (
     BaseSettings,
     EnvSettingsSource,
+    NoDecode,
     PydanticBaseSettingsSource,
     SettingsConfigDict,
 )
@@ -33,6 +34,9 @@ from gpu_worker.errors import InvalidConfig
 from gpu_worker.limits import Limits
 
 SQS_MAX_VISIBILITY = 43_200  # seconds: SQS refuses longer visibility timeouts
+SQS_MAX_DELAY = 900  # seconds: the longest DelaySeconds of a message
+SQS_MAX_RETENTION_HOURS = 336  # 14 days: the longest a message can stay in a queue
+WEBHOOK_RETRY_SCHEDULE = (30, 120, 600, 1800, 3600)  # seconds; the last one repeats
 
 _TRUE = {"1", "true", "yes", "on"}
 _FALSE = {"", "0", "false", "no", "off"}
@@ -113,6 +117,23 @@ def webhook_url_problem(url: str) -> str | None:
     return None
 
 
+def _schedule(raw: Any) -> tuple[int, ...]:
+    """Whole seconds between webhook retries, comma-separated; the first at most SQS's 900 s
+    message delay, the others at most its 12 h visibility timeout."""
+    if isinstance(raw, tuple):
+        return raw
+    parts = [part.strip() for part in str(raw).split(",") if part.strip()]
+    if not parts:
+        raise ValueError("no delays given")
+    delays = []
+    for i, part in enumerate(parts):
+        high = SQS_MAX_DELAY if i == 0 else SQS_MAX_VISIBILITY
+        value = _number(0, high, whole=True)(part)
+        assert isinstance(value, int)
+        delays.append(value)
+    return tuple(delays)
+
+
 def _var(name: str, default: Any = None) -> Any:
     return Field(default, validation_alias=AliasChoices(name))
 
@@ -127,6 +148,7 @@ def _float(low: float, high: float) -> BeforeValidator:
 
 Flag = Annotated[bool, BeforeValidator(_flag)]
 Text = Annotated[str | None, BeforeValidator(_optional_text)]
+Schedule = Annotated[tuple[int, ...], NoDecode, BeforeValidator(_schedule)]
 Buckets = Annotated[frozenset[str] | None, BeforeValidator(_buckets)]
 WebhookUrl = Annotated[str | None, BeforeValidator(_webhook_url)]
 Folder = Annotated[
@@ -185,7 +207,16 @@ class Settings(BaseSettings):
     retry_delay_max: Annotated[float, _float(0, SQS_MAX_VISIBILITY)] = _var(
         "GPU_WORKER_RETRY_DELAY_MAX", 900.0
     )
+    segment_seconds: Annotated[float, _float(0, 86_400)] = _var("GPU_WORKER_SEGMENT_SECONDS", 12.0)
     webhook_timeout: Annotated[float, _float(1, 3600)] = _var("GPU_WORKER_WEBHOOK_TIMEOUT", 60.0)
+    webhook_queue_url: Text = _var("GPU_WORKER_WEBHOOK_QUEUE_URL")
+    webhook_dead_letter_url: Text = _var("GPU_WORKER_WEBHOOK_DEAD_LETTER_URL")
+    webhook_retry_schedule: Schedule = _var(
+        "GPU_WORKER_WEBHOOK_RETRY_SCHEDULE", WEBHOOK_RETRY_SCHEDULE
+    )
+    webhook_retry_hours: Annotated[float, _float(0, SQS_MAX_RETENTION_HOURS)] = _var(
+        "GPU_WORKER_WEBHOOK_RETRY_HOURS", 24.0
+    )
     ecs_agent_uri: Text = _var("ECS_AGENT_URI")
     health: Folder = _var("GPU_WORKER_HEALTH_FILE")
 
@@ -258,6 +289,11 @@ class Settings(BaseSettings):
         ]
         if missing:
             raise InvalidConfig(f"{', '.join(missing)}: not set")
+        if (self.webhook_queue_url is None) != (self.webhook_dead_letter_url is None):
+            raise InvalidConfig(
+                "GPU_WORKER_WEBHOOK_QUEUE_URL, GPU_WORKER_WEBHOOK_DEAD_LETTER_URL: "
+                "set both (durable webhook delivery) or neither"
+            )
         self.webhook_key  # noqa: B018 - parses and checks the secret now
         return self
 

@@ -53,6 +53,8 @@ class Request:
     path: str
     headers: dict[str, str]
     body: bytes
+    status: int = 0  # what the receiver answered
+    at: float = field(default_factory=time.monotonic)  # when it arrived
 
     def json(self) -> Any:
         return json.loads(self.body)
@@ -61,14 +63,19 @@ class Request:
 @dataclass
 class Receiver:
     """An HTTP server on 127.0.0.1 that records every request and answers as told:
-    ``fail(n, status)`` answers the next ``n`` requests with ``status``; ``stop()`` takes it
-    down (connections refused) and ``start()`` brings it back on the same port."""
+    ``fail(n, status)`` answers the next ``n`` requests with ``status``; ``refuse_for(s)``
+    answers 503 to everything for ``s`` seconds from the next request on; ``hold()`` keeps
+    each request unanswered until ``release()``; ``stop()`` takes it down (connections
+    refused) and ``start()`` brings it back on the same port."""
 
     port: int = field(default_factory=free_port)
     requests: list[Request] = field(default_factory=list)
     failures: int = 0
     fail_status: int = 503
     fail_headers: dict[str, str] = field(default_factory=dict)
+    refusing_until: float = 0.0  # time.monotonic() before which every request gets 503
+    refuse_seconds: float = 0.0  # an outage starting with the next request
+    held: threading.Event | None = None
     _server: ThreadingHTTPServer | None = None
     _cond: threading.Condition = field(default_factory=threading.Condition)
 
@@ -79,6 +86,17 @@ class Receiver:
     def fail(self, times: int, status: int = 503, **headers: str) -> None:
         self.failures, self.fail_status, self.fail_headers = times, status, headers
 
+    def refuse_for(self, seconds: float, status: int = 503) -> None:
+        self.fail_status, self.refuse_seconds = status, seconds
+
+    def hold(self) -> None:
+        self.held = threading.Event()
+
+    def release(self) -> None:
+        if self.held is not None:
+            self.held.set()
+        self.held = None
+
     def start(self) -> Receiver:
         receiver = self
 
@@ -86,15 +104,22 @@ class Receiver:
             def _answer(self) -> None:
                 length = int(self.headers.get("Content-Length") or 0)
                 body = self.rfile.read(length) if length else b""
+                request = Request(self.command, self.path, dict(self.headers.items()), body)
+                held = receiver.held
                 with receiver._cond:
-                    receiver.requests.append(
-                        Request(self.command, self.path, dict(self.headers.items()), body)
-                    )
+                    receiver.requests.append(request)
                     receiver._cond.notify_all()
+                    if receiver.refuse_seconds:
+                        receiver.refusing_until = request.at + receiver.refuse_seconds
+                        receiver.refuse_seconds = 0.0
                     failing = receiver.failures > 0
                     if failing:
                         receiver.failures -= 1
+                    failing = failing or time.monotonic() < receiver.refusing_until
+                if held is not None:
+                    held.wait(30)
                 status = receiver.fail_status if failing else 200
+                request.status = status
                 self.send_response(status)
                 for name, value in (receiver.fail_headers if failing else {}).items():
                     self.send_header(name.replace("_", "-"), value)
@@ -131,6 +156,18 @@ class Receiver:
 
     def posts(self) -> list[Request]:
         return [r for r in self.requests if r.method == "POST"]
+
+    def accepted(self) -> list[Request]:
+        """The POSTs answered 2xx: what a backend processed."""
+        return [r for r in self.posts() if 200 <= r.status < 300]
+
+    def wait_for_accepted(self, count: int, timeout: float = 10.0) -> list[Request]:
+        deadline = time.monotonic() + timeout
+        while len(self.accepted()) < count:
+            if time.monotonic() > deadline:
+                raise AssertionError(f"{len(self.accepted())} accepted, expected {count}")
+            time.sleep(0.05)
+        return self.accepted()
 
 
 class FailingS3(BaseHTTPRequestHandler):
@@ -200,7 +237,8 @@ def client(service: str, endpoint: str, attempts: int = 2) -> Any:
 
 @dataclass
 class Aws:
-    """A fresh bucket and a queue with a dead-letter queue (maxReceiveCount 2) on moto."""
+    """A fresh bucket, a queue with a dead-letter queue (maxReceiveCount 2), and the webhook
+    retry queue with its dead-letter queue, on moto."""
 
     endpoint: str
     s3: Any
@@ -208,6 +246,8 @@ class Aws:
     bucket: str
     queue_url: str
     dlq_url: str
+    webhook_queue_url: str
+    webhook_dlq_url: str
 
     def put(self, key: str, data: bytes | Path) -> str:
         body = data.read_bytes() if isinstance(data, Path) else data
@@ -233,6 +273,18 @@ class Aws:
             int(attrs["ApproximateNumberOfMessagesNotVisible"]),
         )
 
+    def waiting(self, url: str) -> int:
+        """Messages in the queue, visible, in flight or delayed."""
+        attrs = self.sqs.get_queue_attributes(QueueUrl=url, AttributeNames=["All"])["Attributes"]
+        return sum(
+            int(attrs.get(name, 0))
+            for name in (
+                "ApproximateNumberOfMessages",
+                "ApproximateNumberOfMessagesNotVisible",
+                "ApproximateNumberOfMessagesDelayed",
+            )
+        )
+
     def send(self, body: str) -> str:
         return str(self.sqs.send_message(QueueUrl=self.queue_url, MessageBody=body)["MessageId"])
 
@@ -252,7 +304,11 @@ def aws(moto_endpoint: str) -> Aws:
     queue_url = sqs.create_queue(QueueName=f"jobs-{name}", Attributes={"RedrivePolicy": policy})[
         "QueueUrl"
     ]
-    return Aws(moto_endpoint, s3, sqs, bucket, queue_url, dlq_url)
+    webhook_dlq_url = sqs.create_queue(QueueName=f"webhooks-{name}-dlq")["QueueUrl"]
+    webhook_queue_url = sqs.create_queue(QueueName=f"webhooks-{name}")["QueueUrl"]
+    return Aws(
+        moto_endpoint, s3, sqs, bucket, queue_url, dlq_url, webhook_queue_url, webhook_dlq_url
+    )
 
 
 @pytest.fixture
@@ -286,6 +342,10 @@ def worker_env(aws: Aws, webhook_url: str, scratch: Path, **extra: str) -> dict[
         "GPU_WORKER_RETRY_DELAY": "1",
         "GPU_WORKER_WEBHOOK_TIMEOUT": "10",
         "GPU_WORKER_ENCODER": "x264",
+        "GPU_WORKER_WEBHOOK_QUEUE_URL": aws.webhook_queue_url,
+        "GPU_WORKER_WEBHOOK_DEAD_LETTER_URL": aws.webhook_dlq_url,
+        # The production schedule (30 s, 2 min, 10 min, 30 min, 1 h...) shortened to seconds.
+        "GPU_WORKER_WEBHOOK_RETRY_SCHEDULE": "1,1,2",
     }
     env.update(extra)
     return env

@@ -3,7 +3,8 @@
 from __future__ import annotations
 
 import json
-from collections.abc import Callable
+import logging
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -12,6 +13,17 @@ from helpers import Output, read_output
 
 from gpu_worker.job import parse_job
 from gpu_worker.render.pipeline import RenderResult, render_job
+
+
+@pytest.fixture(autouse=True)
+def _logging_restored() -> Iterator[None]:
+    """Commands run in-process install their JSON log handler on the root logger; put the
+    test's own handlers back after each test, so no handler outlives the stream it writes to."""
+    root = logging.getLogger()
+    handlers, level = list(root.handlers), root.level
+    yield
+    root.handlers[:] = handlers
+    root.setLevel(level)
 
 
 @pytest.fixture(scope="session")

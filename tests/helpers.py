@@ -91,12 +91,20 @@ def run_cli(*args: str, env: dict[str, str] | None = None, cwd: Path | None = No
     environment and ``cwd`` as the working folder for the call; fast enough to run many."""
     import contextlib
     import io
+    import logging
     import os
 
     from gpu_worker import cli
 
     out, err = io.StringIO(), io.StringIO()
     saved_env, saved_cwd = dict(os.environ), os.getcwd()
+    root = logging.getLogger()
+    saved_logging = (list(root.handlers), root.level)
+    # The local servers other tests leave running (moto's werkzeug) log from their own
+    # threads: keep those lines out of what this command printed.
+    werkzeug = logging.getLogger("werkzeug")
+    saved_werkzeug = werkzeug.propagate
+    werkzeug.propagate = False
     try:
         os.environ.update(env or {})
         if cwd is not None:
@@ -107,4 +115,35 @@ def run_cli(*args: str, env: dict[str, str] | None = None, cwd: Path | None = No
         os.environ.clear()
         os.environ.update(saved_env)
         os.chdir(saved_cwd)
+        werkzeug.propagate = saved_werkzeug
+        root.handlers[:] = saved_logging[0]
+        root.setLevel(saved_logging[1])
     return CliRun(code, out.getvalue(), err.getvalue())
+
+
+# TrueType instructions, to write hinting programs that FreeType cannot run.
+PUSHB_1, FDEF, ENDF, CALL, UNDEFINED_OPCODE = 0xB0, 0x2C, 0x2D, 0x2B, 0x28
+
+
+def hinted_font(fpgm: bytes | None = None, prep: bytes | None = None, text: str = "Hotel") -> bytes:
+    """Roboto cut down to ``text``, hinting kept, its font or control-value program replaced."""
+    import io
+
+    from fontTools import subset
+    from fontTools.ttLib import TTFont
+    from fontTools.ttLib.tables import ttProgram
+
+    font = TTFont(Path(__file__).resolve().parents[1] / "fonts/Roboto/Roboto_400Regular.ttf")
+    options = subset.Options()
+    options.hinting = True
+    subsetter = subset.Subsetter(options)
+    subsetter.populate(text=text)
+    subsetter.subset(font)
+    for tag, code in (("fpgm", fpgm), ("prep", prep)):
+        if code is not None:
+            program = ttProgram.Program()
+            program.fromBytecode(code)
+            font[tag].program = program
+    out = io.BytesIO()
+    font.save(out)
+    return out.getvalue()

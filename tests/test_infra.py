@@ -28,7 +28,9 @@ TASK_ROLE_ACTIONS = {
     "s3:ListBucket",
     "s3:PutObject",
     "s3:AbortMultipartUpload",
+    "s3:DeleteObject",  # a long job's temporary segments, in the output prefix
     "sqs:ReceiveMessage",
+    "sqs:SendMessage",
     "sqs:DeleteMessage",
     "sqs:ChangeMessageVisibility",
     "ecs:GetTaskProtection",
@@ -321,7 +323,12 @@ def test_both_services_read_the_same_queue(resources: dict[str, Any]) -> None:
     services = [n for n, r in resources.items() if r["Type"] == "AWS::ECS::Service"]
     assert sorted(services) == ["CpuService", "GpuService"]
     queue_resources = [n for n, r in resources.items() if r["Type"] == "AWS::SQS::Queue"]
-    assert sorted(queue_resources) == ["DeadLetterQueue", "JobQueue"]
+    assert sorted(queue_resources) == [
+        "DeadLetterQueue",
+        "JobQueue",
+        "WebhookDeadLetterQueue",
+        "WebhookQueue",
+    ]
 
 
 @pytest.mark.parametrize("always_on", ["gpu", "cpu"])
@@ -363,6 +370,27 @@ def test_dead_letter_redrive_after_five_receives(resources: dict[str, Any]) -> N
         "maxReceiveCount": 5,
     }
     assert "RedrivePolicy" not in resources["DeadLetterQueue"]["Properties"]
+
+
+def test_webhooks_have_a_retry_queue_and_a_dead_letter_queue_every_worker_uses(
+    template: dict[str, Any], resources: dict[str, Any]
+) -> None:
+    queue = resources["WebhookQueue"]["Properties"]
+    redrive = queue["RedrivePolicy"]
+    assert redrive["deadLetterTargetArn"] == {"Fn::GetAtt": ["WebhookDeadLetterQueue", "Arn"]}
+    # a safety net only: far above the ~30 receives of a day of attempts
+    assert redrive["maxReceiveCount"] >= 400
+    # a webhook waits in the queue for its whole schedule: retention outlasts the longest one
+    for name in ("WebhookQueue", "WebhookDeadLetterQueue"):
+        assert resources[name]["Properties"]["MessageRetentionPeriod"] >= 336 * 3600
+    tls = resources["QueuesTlsOnlyPolicy"]["Properties"]["Queues"]
+    assert {"Ref": "WebhookQueue"} in tls and {"Ref": "WebhookDeadLetterQueue"} in tls
+    for task in _task_definitions(resources):
+        env = _env(_containers(resources, task)["worker"])
+        assert env["GPU_WORKER_WEBHOOK_QUEUE_URL"] == {"Ref": "WebhookQueue"}
+        assert env["GPU_WORKER_WEBHOOK_DEAD_LETTER_URL"] == {"Ref": "WebhookDeadLetterQueue"}
+    outputs = template["Outputs"]
+    assert outputs["WebhookDeadLetterQueueUrl"]["Value"] == {"Ref": "WebhookDeadLetterQueue"}
 
 
 def test_visibility_timeout_fits_the_heartbeat(resources: dict[str, Any]) -> None:
@@ -504,6 +532,21 @@ def test_task_role_scopes(resources: dict[str, Any]) -> None:
         "Fn::Sub": "${InputPrefix}*"
     }
     assert by_sid["ConsumeJobQueue"]["Resource"] == {"Fn::GetAtt": ["JobQueue", "Arn"]}
+    assert by_sid["DeliverWebhooks"]["Resource"] == {"Fn::GetAtt": ["WebhookQueue", "Arn"]}
+    assert by_sid["DeadLetterWebhooks"] == {
+        "Sid": "DeadLetterWebhooks",
+        "Effect": "Allow",
+        "Action": "sqs:SendMessage",
+        "Resource": {"Fn::GetAtt": ["WebhookDeadLetterQueue", "Arn"]},
+    }
+    # the output check is a HEAD (GetObject) within the output prefix, nowhere else
+    assert "s3:GetObject" in by_sid["WriteOutputs"]["Action"]
+    sending = [s for s in by_sid.values() if "sqs:SendMessage" in _as_list(s["Action"])]
+    assert {str(s["Resource"]) for s in sending} == {
+        str({"Fn::GetAtt": ["WebhookQueue", "Arn"]}),
+        str({"Fn::GetAtt": ["WebhookDeadLetterQueue", "Arn"]}),
+        str({"Fn::GetAtt": ["JobQueue", "Arn"]}),  # a long job's segments
+    }
     assert "task/${Cluster}/*" in _sub_text(by_sid["TaskScaleInProtection"]["Resource"])
     telemetry = resources["TelemetryRole"]["Properties"]
     assert _sub_text(by_sid["ExportTelemetry"]["Resource"]).endswith(
@@ -585,6 +628,15 @@ def test_alarms_on_dead_letters_and_oldest_message(resources: dict[str, Any]) ->
     ]
     assert len(dlq) == 1
     assert dlq[0]["Threshold"] == 0 and dlq[0]["ComparisonOperator"] == "GreaterThanThreshold"
+    webhook_dlq = [
+        a
+        for a in plain
+        if a["MetricName"] == "ApproximateNumberOfMessagesVisible"
+        and a["Dimensions"][0]["Value"] == {"Fn::GetAtt": ["WebhookDeadLetterQueue", "QueueName"]}
+    ]
+    assert len(webhook_dlq) == 1 and webhook_dlq[0]["Threshold"] == 0
+    assert "gpu-worker webhooks replay" in webhook_dlq[0]["AlarmDescription"]
+    dlq += webhook_dlq
     age = [
         a
         for a in plain
@@ -604,6 +656,8 @@ def test_dashboard_shows_queue_tasks_and_render_time(resources: dict[str, Any]) 
         "${GpuServiceName}",
         "${CpuServiceName}",
         "${RenderTimeMetricName}",
+        "${WebhookQueueName}",
+        "${WebhookDlqName}",
     ):
         assert needle in body
 

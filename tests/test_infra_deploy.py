@@ -551,14 +551,26 @@ def test_job_queue_redrives_to_the_dead_letter_queue(stack: Stack) -> None:
     assert (job["VisibilityTimeout"], job["ReceiveMessageWaitTimeSeconds"]) == ("120", "20")
     assert dlq["MessageRetentionPeriod"] == "1209600"
     assert "RedrivePolicy" not in dlq
-    for attrs in (job, dlq):
+    hooks, dead_hooks = (
+        sqs.get_queue_attributes(QueueUrl=stack.physical[name], AttributeNames=["All"])[
+            "Attributes"
+        ]
+        for name in ("WebhookQueue", "WebhookDeadLetterQueue")
+    )
+    assert json.loads(hooks["RedrivePolicy"]) == {
+        "deadLetterTargetArn": dead_hooks["QueueArn"],
+        "maxReceiveCount": 500,
+    }
+    queues = (job, dlq, hooks, dead_hooks)
+    for attrs in queues:
         assert attrs["SqsManagedSseEnabled"] == "true"
         (deny,) = json.loads(attrs["Policy"])["Statement"]
         assert (deny["Effect"], deny["Action"]) == ("Deny", "sqs:*")
         assert deny["Condition"] == {"Bool": {"aws:SecureTransport": "false"}}
-        assert sorted(deny["Resource"]) == sorted([job["QueueArn"], dlq["QueueArn"]])
+        assert sorted(deny["Resource"]) == sorted(q["QueueArn"] for q in queues)
     assert stack.outputs["QueueUrl"] == stack.physical["JobQueue"]
     assert stack.outputs["DeadLetterQueueUrl"] == stack.physical["DeadLetterQueue"]
+    assert stack.outputs["WebhookDeadLetterQueueUrl"] == stack.physical["WebhookDeadLetterQueue"]
 
 
 def test_bucket_is_encrypted_and_tls_only(stack: Stack) -> None:
@@ -608,6 +620,8 @@ def test_task_role_grants_exactly_its_queue_prefixes_cluster_and_telemetry(stack
         "ListInputs": f"arn:aws:s3:::{bucket}",
         "WriteOutputs": f"arn:aws:s3:::{bucket}/renders/*",
         "ConsumeJobQueue": _queue_arn(stack, "JobQueue"),
+        "DeliverWebhooks": _queue_arn(stack, "WebhookQueue"),
+        "DeadLetterWebhooks": _queue_arn(stack, "WebhookDeadLetterQueue"),
         "TaskScaleInProtection": f"arn:aws:ecs:{REGION}:{ACCOUNT}:task/{stack.name}/*",
         "ExportTelemetry": telemetry["Arn"],
     }
@@ -701,6 +715,8 @@ def test_gpu_task_definition(stack: Stack) -> None:
         "SQS_QUEUE_URL": stack.physical["JobQueue"],
         "AWS_DEFAULT_REGION": REGION,
         "WEBHOOK_URL": "https://api.example.com/render-hooks",
+        "GPU_WORKER_WEBHOOK_QUEUE_URL": stack.physical["WebhookQueue"],
+        "GPU_WORKER_WEBHOOK_DEAD_LETTER_URL": stack.physical["WebhookDeadLetterQueue"],
         "GPU_WORKER_ALLOWED_BUCKETS": stack.physical["OutputBucket"],
         "GPU_WORKER_CONCURRENCY": "2",
         "GPU_WORKER_STOP_DEADLINE": "100",
@@ -840,8 +856,13 @@ def test_alarms_point_at_the_real_queues_topic_and_policies(stack: Stack) -> Non
         "DeadLetterQueueNotEmptyAlarm",
         "GpuWakeAlarm",
         "OldestMessageAgeAlarm",
+        "WebhookDeadLetterAlarm",
     ]
     topic = stack.physical["AlarmTopic"]
+    webhook_dlq = stack.physical["WebhookDeadLetterQueue"].rsplit("/", 1)[-1]
+    dead_webhooks = alarms["WebhookDeadLetterAlarm"]
+    assert dead_webhooks["Dimensions"] == [{"Name": "QueueName", "Value": webhook_dlq}]
+    assert dead_webhooks["AlarmActions"] == dead_webhooks["OKActions"] == [topic]
     dlq_name = stack.physical["DeadLetterQueue"].rsplit("/", 1)[-1]
     dead_letters = alarms["DeadLetterQueueNotEmptyAlarm"]
     assert dead_letters["Dimensions"] == [{"Name": "QueueName", "Value": dlq_name}]

@@ -63,6 +63,22 @@ def test_frames_duration_and_format(tmp_path: Path, render: Callable[..., Any]) 
     assert np.abs(out.audio).max() < 1e-3
 
 
+def test_height_not_a_multiple_of_four_keeps_its_colours(
+    tmp_path: Path, render: Callable[..., Any]
+) -> None:
+    # 162 lines: 81 rows of chroma, which do not fill whole rows of the frame buffer.
+    solid(tmp_path / "a.mp4", RED, 0.5)
+    solid(tmp_path / "b.mp4", BLUE, 0.5)
+    crossfade = {"type": "crossfade", "duration": 0.2}
+    clips = [{"uri": "a.mp4"}, {"uri": "b.mp4", "transition": crossfade}]
+    _, out = render(job_dict(clips, output={"height": 162}))
+    assert out.frames[0].shape == (162, 96, 3)
+    assert close(mean_rgb(out.frames[1]), RED) and close(mean_rgb(out.frames[-1]), BLUE)
+    middle = mean_rgb(out.frames[4])  # half-way through the crossfade
+    assert 60 < middle[0] < 190 and 60 < middle[2] < 190
+    assert close(mean_rgb(out.frames[1], (0, 150, 96, 162)), RED)  # the bottom rows too
+
+
 def test_output_tagged_bt709_and_faststart(tmp_path: Path, render: Callable[..., Any]) -> None:
     solid(tmp_path / "a.mp4", GREY, 0.5)
     result, out = render(job_dict([{"uri": "a.mp4"}]))

@@ -7,6 +7,7 @@ import json
 import signal
 import struct
 import threading
+import time
 import zlib
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -25,6 +26,7 @@ from aws_fixtures import (
     s3_endpoint,
     worker_env,
 )
+from helpers import CALL, PUSHB_1, hinted_font
 
 from gpu_worker.client import submit_job, verify_webhook
 from gpu_worker.render.media import probe
@@ -259,6 +261,10 @@ def test_served_jobs_are_traced(
         "upload",
         "webhook",
     } <= children
+    (attempt,) = [e for e in ok.events if e.name == "webhook.attempt"]
+    assert attempt.attributes["http.response.status_code"] == 200
+    assert attempt.attributes["webhook.id"] == webhook_id("traced-1", "video.completed")
+    assert ok.attributes["webhook.outcome"] == "delivered"
     assert failed.attributes["error.code"] == "input_unreadable"
     assert failed.status.status_code.name == "ERROR"
     telemetry.shutdown()
@@ -273,19 +279,27 @@ def test_redelivered_job_gives_the_same_key_and_webhook_id(
     spec = job(
         aws, [aws.put("a.mp4", media.clip)], texts=[{"text": "Again", "font_uri": font, "size": 12}]
     )
-    aws.send(json.dumps(spec))
-    aws.send(json.dumps(spec))
-    outcomes = [c.outcome for c in worker.poll_once(wait=1) + worker.poll_once(wait=1)]
-    assert outcomes == [Outcome.COMPLETED, Outcome.COMPLETED]
+    edited = {**spec, "texts": [{"text": "Edited", "font_uri": font, "size": 12}]}
+    # the job, the same id with an edited body, then that edited body delivered again
+    for body in (spec, edited, edited):
+        aws.send(json.dumps(body))
+    outcomes = [c.outcome for _ in range(3) for c in worker.poll_once(wait=1)]
+    assert outcomes == [Outcome.COMPLETED] * 3
     assert [k for k in aws.object_keys() if k.startswith("out/")] == [f"out/{spec['job_id']}.mp4"]
     ids = {r.headers["webhook-id"] for r in receiver.posts()}
-    assert len(receiver.posts()) == 2 and len(ids) == 1
+    assert len(receiver.posts()) == 3 and len(ids) == 1
     fonts = [
         s.attributes["cached"]
         for s in recorder.named("fetch_inputs")
         if "fonts/" in s.attributes["uri"]
     ]
-    assert fonts == [False, True]  # fetched once per worker
+    assert fonts == [False, True]  # fetched once per worker; nothing fetched the third time
+    # the edited job is rendered again; its second delivery finds its output and is not
+    assert [s.attributes["found"] for s in recorder.named("output_check")] == [False, False, True]
+    assert len(recorder.named("encode")) == 2
+    _, second, third = webhooks(receiver)
+    assert third["output"] == second["output"] and third["encoder"] == second["encoder"]
+    assert second["output"]["size_bytes"] == len(aws.get(f"out/{spec['job_id']}.mp4"))
 
 
 def test_poison_messages_fail_once_and_are_deleted(
@@ -339,6 +353,7 @@ HOSTILE = {
     "bucket not allowed": ("other-bucket", "input_forbidden"),
     "missing object": ("missing", "input_not_found"),
     "font_uri that is no font": ("bad-font", "input_unreadable"),
+    "font whose hinting fails": ("bad-hinting", "input_unreadable"),
 }
 
 
@@ -375,15 +390,21 @@ def test_hostile_inputs_fail_with_a_clear_code(
         uri = f"s3://{aws.bucket}-x/a.mp4"
     elif kind == "missing":
         uri = f"s3://{aws.bucket}/in/nothing.mp4"
-    else:
+    elif kind == "bad-font":
         uri = clip
         texts = [{"text": "x", "size": 10, "font_uri": aws.put("f/x.ttf", b"not a font" * 50)}]
+    else:
+        uri = clip
+        font = hinted_font(prep=bytes([PUSHB_1, 200, CALL]))  # calls a function never defined
+        texts = [{"text": "Hotel", "size": 10, "font_uri": aws.put("f/h.ttf", font)}]
     aws.send(json.dumps(job(aws, [clip, uri], texts=texts)))
 
     (ctx,) = worker.poll_once(wait=1)
 
     assert ctx.outcome is Outcome.FAILED
     assert ctx.error is not None and ctx.error.code == code
+    if kind in ("bad-font", "bad-hinting"):  # named as the job names it
+        assert ctx.error.message.startswith(f"font {texts[0]['font_uri']}: ")
     (event,) = webhooks(receiver)
     assert event["type"] == "video.failed" and event["error"]["code"] == code
     assert event["job_id"] == ctx.job_id
@@ -419,7 +440,7 @@ def test_s3_errors_are_retried_then_dead_lettered(
     assert dead["Body"] == body
 
 
-def test_undelivered_webhook_does_not_fail_the_render(
+def test_undelivered_webhook_is_handed_on_and_does_not_fail_the_render(
     aws: Aws, media: Media, receiver: Receiver, make_worker: Any, caplog: pytest.LogCaptureFixture
 ) -> None:
     receiver.stop()
@@ -428,9 +449,112 @@ def test_undelivered_webhook_does_not_fail_the_render(
     aws.send(json.dumps(spec))
     (ctx,) = worker.poll_once(wait=1)
     assert ctx.outcome is Outcome.COMPLETED
-    assert ctx.delivery is not None and not ctx.delivery.delivered
+    assert ctx.delivery is not None and not ctx.delivery.delivered and ctx.delivery.pending
     assert "out/quiet-1.mp4" in aws.object_keys() and aws.counts() == (0, 0)
-    assert any("quiet-1" in r.message and "not delivered" in r.message for r in caplog.records)
+    assert aws.waiting(aws.webhook_queue_url) == 1  # the job's message is gone, not its webhook
+    assert any("quiet-1" in r.message and "retry queue" in r.message for r in caplog.records)
+
+
+def test_webhooks_outlast_a_receiver_that_refuses_for_a_while(
+    aws: Aws, media: Media, receiver: Receiver, make_worker: Any, tmp_path: Path
+) -> None:
+    # In production the backend refuses for two minutes from the first webhook on and the
+    # schedule is 30 s, 2 min, 10 min...; here it refuses for 2 s, the first round lasts 1 s
+    # and the schedule is 1 s, 1 s, 2 s (worker_env): the same story in seconds.
+    # Two workers, each rendering and delivering from the same queues.
+    recorder = Recorder()
+    workers = [
+        make_worker(
+            hooks=recorder,
+            GPU_WORKER_WEBHOOK_TIMEOUT="1",
+            GPU_WORKER_HEALTH_FILE=str(tmp_path / f"health-{n}.json"),  # one per worker
+        )
+        for n in range(2)
+    ]
+    clip = aws.put("a.mp4", media.clip)
+    job_ids = [f"outage-{n}" for n in range(3)]
+    receiver.refuse_for(2.0)
+    for job_id in job_ids:
+        aws.send(json.dumps(job(aws, [clip], job_id=job_id)))
+    threads = [threading.Thread(target=worker.run) for worker in workers]
+    for thread in threads:
+        thread.start()
+    try:
+        receiver.wait_for_accepted(3, timeout=30)
+        deadline = time.monotonic() + 5
+        while aws.waiting(aws.webhook_queue_url) and time.monotonic() < deadline:
+            time.sleep(0.1)
+    finally:
+        for worker in workers:
+            worker.shutdown.request()
+        for thread in threads:
+            thread.join(10)
+
+    expected = {webhook_id(j, "video.completed"): j for j in job_ids}
+    accepted = receiver.accepted()
+    # each webhook-id accepted exactly once, every one after the receiver came back
+    assert sorted(r.headers["webhook-id"] for r in accepted) == sorted(expected)
+    assert all(r.at >= receiver.refusing_until for r in accepted)
+    refused = [r for r in receiver.posts() if r.status == 503]
+    assert refused and all(r.at < receiver.refusing_until for r in refused)
+    for request in receiver.posts():  # the same body under one id, signed afresh each time
+        event = verify_webhook(request.headers, request.body, SECRET)
+        assert event["job_id"] == expected[request.headers["webhook-id"]]
+        same = [
+            r for r in receiver.posts() if r.headers["webhook-id"] == request.headers["webhook-id"]
+        ]
+        assert {r.body for r in same} == {request.body}
+    handed_on = [s for s in recorder.named("webhook") if s.attributes["pending"]]
+    assert handed_on  # the job's own round gave up: the retry queue delivered
+    # no job rendered twice, nothing left anywhere
+    assert len(recorder.named("encode")) == 3
+    assert sorted(k for k in aws.object_keys() if k.startswith("out/")) == sorted(
+        f"out/{j}.mp4" for j in job_ids
+    )
+    assert aws.counts() == (0, 0)
+    assert aws.waiting(aws.webhook_queue_url) == 0 and aws.waiting(aws.webhook_dlq_url) == 0
+
+
+def test_a_410_dead_letters_the_webhook_at_once_and_replay_sends_it(
+    aws: Aws,
+    receiver: Receiver,
+    make_worker: Any,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    from gpu_worker import cli
+
+    worker = make_worker()
+    receiver.fail(1, 410)
+    aws.send("this is { not json")  # fails at once: a video.failed, no render
+    (ctx,) = worker.poll_once(wait=1)
+    assert ctx.outcome is Outcome.FAILED
+    assert ctx.delivery is not None and ctx.delivery.dead_lettered
+    (refused,) = receiver.posts()  # not retried
+    assert refused.status == 410
+    assert aws.counts() == (0, 0) and aws.waiting(aws.webhook_queue_url) == 0
+    (dead,) = aws.sqs.receive_message(QueueUrl=aws.webhook_dlq_url, WaitTimeSeconds=1)["Messages"]
+    record = json.loads(dead["Body"])
+    assert record["webhook_id"] == refused.headers["webhook-id"]
+    assert record["dead_letter_reason"] == "not retryable: HTTP 410"
+    aws.sqs.change_message_visibility(
+        QueueUrl=aws.webhook_dlq_url, ReceiptHandle=dead["ReceiptHandle"], VisibilityTimeout=0
+    )
+
+    for name, value in worker_env(aws, receiver.url, tmp_path / "replay").items():
+        monkeypatch.setenv(name, value)
+    assert cli.main(["webhooks", "replay", "--dry-run", "--limit", "1"]) == 0
+    assert receiver.posts() == [refused]  # a dry run sends nothing
+    assert cli.main(["webhooks", "replay", "--limit", "1"]) == 0
+    out = capsys.readouterr().out
+    assert f"delivered {refused.headers['webhook-id']} video.failed" in out
+    assert "1 delivered, 0 left" in out
+    _, again = receiver.posts()
+    assert again.status == 200 and again.body == refused.body
+    assert again.headers["webhook-id"] == refused.headers["webhook-id"]
+    assert verify_webhook(again.headers, again.body, SECRET)["error"]["code"] == "invalid_job"
+    assert aws.waiting(aws.webhook_dlq_url) == 0
 
 
 def test_run_serves_concurrently_until_stopped(
@@ -526,3 +650,37 @@ def test_sigterm_mid_render_finishes_or_releases_and_exits_0(
         assert outputs == [] and receiver.posts() == []
         assert aws.counts() == (1, 0)  # visible again at once, not after 30 s
     assert list(scratch.iterdir()) == []  # the worker's scratch folder is gone
+
+
+def test_sigkill_between_upload_and_webhook_renders_once_and_delivers_once(
+    aws: Aws, media: Media, receiver: Receiver, serve: Any, make_worker: Any, tmp_path: Path
+) -> None:
+    env = worker_env(aws, receiver.url, tmp_path / "a", GPU_WORKER_VISIBILITY_TIMEOUT="2")
+    first = serve(env)
+    spec = job(aws, [aws.put("in/a.mp4", media.clip)], job_id="uploaded-1")
+    aws.send(json.dumps(spec))
+    receiver.hold()  # the webhook POST hangs: the video is uploaded, the webhook in flight
+    receiver.fail(1, 503)
+    receiver.wait_for(1, timeout=30)
+    first.process.send_signal(signal.SIGKILL)
+    assert first.process.wait(10) == -signal.SIGKILL
+    receiver.release()
+    before = aws.s3.head_object(Bucket=aws.bucket, Key="out/uploaded-1.mp4")
+
+    recorder = Recorder()
+    second = make_worker(hooks=recorder, GPU_WORKER_VISIBILITY_TIMEOUT="2")
+    (ctx,) = second.poll_once(wait=10)
+
+    assert ctx.outcome is Outcome.COMPLETED and ctx.receive_count == 2
+    assert [s.attributes["found"] for s in recorder.named("output_check")] == [True]
+    assert not recorder.named("fetch_inputs") and not recorder.named("encode")  # no render
+    after = aws.s3.head_object(Bucket=aws.bucket, Key="out/uploaded-1.mp4")
+    assert (after["ETag"], after["LastModified"]) == (before["ETag"], before["LastModified"])
+    assert [k for k in aws.object_keys() if k.startswith("out/")] == ["out/uploaded-1.mp4"]
+    (delivered,) = receiver.accepted()
+    assert delivered.headers["webhook-id"] == webhook_id("uploaded-1", "video.completed")
+    event = verify_webhook(delivered.headers, delivered.body, SECRET)
+    assert event["output"]["size_bytes"] == before["ContentLength"]
+    assert (event["output"]["width"], event["output"]["height"]) == (64, 112)
+    assert event["encoder"] == "libx264" and 0.9 < event["output"]["duration"] < 1.2
+    assert aws.counts() == (0, 0) and aws.waiting(aws.webhook_queue_url) == 0

@@ -35,6 +35,9 @@ def test_defaults() -> None:
     assert settings.max_receives is None and settings.ecs_agent_uri is None
     assert (settings.encoder, settings.decoder, settings.fonts_dir) == ("auto", "auto", None)
     assert settings.limits.max_clips == 100 and settings.limits.max_input_side == 4096
+    # webhooks: 30 s, 2 min, 10 min, 30 min, 1 h, then hourly, for a day
+    assert settings.webhook_retry_schedule == (30, 120, 600, 1800, 3600)
+    assert settings.webhook_retry_hours == 24.0 and settings.webhook_queue_url is None
     assert len(settings.webhook_key) == 32
     assert "whsec" not in repr(settings) and "0123456789abcdef" not in repr(settings)
 
@@ -56,14 +59,21 @@ def test_every_variable_is_read(tmp_path: Path) -> None:
             GPU_WORKER_FONTS_DIR=str(tmp_path / "fonts"),
             AWS_DEFAULT_REGION="eu-west-1",
             ECS_AGENT_URI="http://169.254.170.2/api/x",
+            GPU_WORKER_WEBHOOK_QUEUE_URL="https://sqs.eu-west-1.amazonaws.com/1/hooks",
+            GPU_WORKER_WEBHOOK_DEAD_LETTER_URL="https://sqs.eu-west-1.amazonaws.com/1/hooks-dlq",
+            GPU_WORKER_WEBHOOK_RETRY_SCHEDULE=" 5, 60,7200 ",
+            GPU_WORKER_WEBHOOK_RETRY_HOURS="48",
         )
-    )
+    ).require_serving()
     assert settings.allowed_buckets == {"media", "uploads"}
     assert (settings.concurrency, settings.stop_deadline) == (3, 45.5)
     assert settings.scratch_dir == tmp_path and settings.max_receives == 4
     assert settings.limits.max_clips == 7 and settings.limits.max_input_bytes == 1000
     assert (settings.encoder, settings.decoder) == ("x264", "cpu")
     assert settings.fonts_dir == tmp_path / "fonts" and settings.region == "eu-west-1"
+    assert settings.webhook_queue_url == "https://sqs.eu-west-1.amazonaws.com/1/hooks"
+    assert settings.webhook_dead_letter_url == "https://sqs.eu-west-1.amazonaws.com/1/hooks-dlq"
+    assert (settings.webhook_retry_schedule, settings.webhook_retry_hours) == ((5, 60, 7200), 48)
 
 
 @pytest.mark.parametrize(
@@ -85,6 +95,15 @@ def test_every_variable_is_read(tmp_path: Path) -> None:
         ({"GPU_WORKER_MAX_INPUT_SIDE": "0"}, "GPU_WORKER_MAX_INPUT_SIDE: 0 is outside"),
         ({"GPU_WORKER_ENCODER": "h265"}, "GPU_WORKER_ENCODER: 'h265' is not one of auto, nvenc"),
         ({"GPU_WORKER_DECODER": "gpu"}, "GPU_WORKER_DECODER: 'gpu' is not one of auto, nvdec"),
+        ({"GPU_WORKER_WEBHOOK_RETRY_SCHEDULE": "901,60"}, "901 is outside 0..900"),
+        ({"GPU_WORKER_WEBHOOK_RETRY_SCHEDULE": "30,50000"}, "50000 is outside 0..43200"),
+        ({"GPU_WORKER_WEBHOOK_RETRY_SCHEDULE": " , "}, "SCHEDULE: no delays given"),
+        ({"GPU_WORKER_WEBHOOK_RETRY_SCHEDULE": "30,1.5"}, "1.5 is not a whole number"),
+        ({"GPU_WORKER_WEBHOOK_RETRY_HOURS": "400"}, "GPU_WORKER_WEBHOOK_RETRY_HOURS: 400 is out"),
+        (
+            {"GPU_WORKER_WEBHOOK_QUEUE_URL": "https://sqs.eu-west-1.amazonaws.com/1/hooks"},
+            "GPU_WORKER_WEBHOOK_DEAD_LETTER_URL: set both (durable webhook delivery) or neither",
+        ),
     ],
 )
 def test_malformed_settings_are_refused_naming_the_variable(

@@ -203,3 +203,22 @@ def test_s3_unreachable_is_transient(tmp_path: Path) -> None:
     storage = Storage(client("s3", f"http://127.0.0.1:{free_port()}", attempts=1))
     with pytest.raises(TransientError):
         storage.download(S3Uri("media", "a.mp4"), tmp_path / "a", "clips[0]", 100)
+
+
+@pytest.mark.parametrize(
+    ("status", "code"),
+    [(403, "AccessDenied"), (503, "SlowDown")],  # a missing key to a role that cannot list
+)
+def test_an_output_check_that_s3_refuses_means_render(
+    failing_s3: ThreadingHTTPServer, status: int, code: str
+) -> None:
+    from helpers import job_dict
+
+    from gpu_worker.job import parse_job
+    from gpu_worker.service.outputs import find_rendered
+
+    failing_s3.answer = (status, code)  # type: ignore[attr-defined]
+    storage = Storage(client("s3", s3_endpoint(failing_s3), attempts=1))
+    job = parse_job(job_dict([{"uri": "s3://media/a.mp4"}], output={"uri": "s3://media/o.mp4"}))
+    assert find_rendered(storage, job, S3Uri("media", "o.mp4")) is None
+    assert failing_s3.hits == 1  # type: ignore[attr-defined]

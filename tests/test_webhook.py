@@ -8,11 +8,12 @@ import threading
 import time
 
 import pytest
-from aws_fixtures import SECRET, Receiver, free_port
+from aws_fixtures import SECRET, Aws, Receiver, free_port
 
 from gpu_worker.client import verify_webhook
 from gpu_worker.errors import InputForbidden, InvalidJob
 from gpu_worker.service import webhook
+from gpu_worker.service.deliveries import Deliverer, PendingWebhook, WebhookQueues, next_delay
 from gpu_worker.service.webhook import (
     WebhookSender,
     parse_retry_after,
@@ -22,6 +23,7 @@ from gpu_worker.service.webhook import (
     sign,
     webhook_id,
 )
+from gpu_worker.settings import Settings
 
 pytest_plugins = ["aws_fixtures"]
 
@@ -208,3 +210,125 @@ def test_receiver_down_then_up_is_delivered() -> None:
     finally:
         timer.join()
         down.stop()
+
+
+# --------------------------------------------------------------------------------------------
+# the retry queue: one attempt per receive, on a schedule, until the retry window is over
+
+HOUR = 3600.0
+
+
+def queued(aws: Aws, *, failed_ago: float, traceparent: str | None = None) -> dict[str, object]:
+    """A webhook handed on ``failed_ago`` seconds ago, as the deliverer receives it."""
+    payload = completed("job-q")
+    pending = PendingWebhook(
+        webhook_id=webhook_id("job-q", webhook.COMPLETED),
+        event_type=webhook.COMPLETED,
+        subject="job-q",
+        body=webhook.encode_body(payload).decode(),
+        first_failed_at=time.time() - failed_ago,
+        traceparent=traceparent,
+    )
+    WebhookQueues(aws.sqs, aws.webhook_queue_url, aws.webhook_dlq_url).hand_on(pending, 0)
+    (message,) = aws.sqs.receive_message(
+        QueueUrl=aws.webhook_queue_url,
+        WaitTimeSeconds=1,
+        MessageSystemAttributeNames=["ApproximateReceiveCount"],
+    )["Messages"]
+    return dict(message)
+
+
+def deliverer(aws: Aws, url: str, **kwargs: object) -> Deliverer:
+    settings = Settings.from_env({})  # the production schedule: 30 s, 2 min, ... hourly, 24 h
+    options: dict[str, object] = {
+        "schedule": settings.webhook_retry_schedule,
+        "retry_hours": settings.webhook_retry_hours,
+        "poll_wait": 1,
+    }
+    options.update(kwargs)
+    queues = WebhookQueues(aws.sqs, aws.webhook_queue_url, aws.webhook_dlq_url)
+    return Deliverer(queues, sender(url), **options)  # type: ignore[arg-type]
+
+
+def test_the_default_schedule_is_30s_2min_10min_30min_then_hourly() -> None:
+    schedule = Settings.from_env({}).webhook_retry_schedule
+    waits = [next_delay(schedule, attempts) for attempts in range(8)]
+    assert waits == [30, 120, 600, 1800, 3600, 3600, 3600, 3600]
+
+
+@pytest.mark.parametrize(
+    ("attempt", "failed_ago", "status", "retry_after", "outcome", "wait"),
+    [
+        (1, 30.0, 503, None, "pending", 120),  # the first queued attempt, then 2 min
+        (3, 800.0, None, None, "pending", 1800),  # no connection at all
+        (9, 6 * HOUR, 429, "7200", "pending", 7200),  # Retry-After longer than the step
+        (28, 23.9 * HOUR, 502, None, "pending", 3600),  # hourly until the day is over
+        (29, 24.0 * HOUR, 503, None, "dead_lettered", None),  # then given up
+        (2, 200.0, 410, None, "dead_lettered", None),  # gone: at once
+    ],
+)
+def test_a_queued_attempt_delivers_waits_or_gives_up(
+    aws: Aws,
+    receiver: Receiver,
+    attempt: int,
+    failed_ago: float,
+    status: int | None,
+    retry_after: str | None,
+    outcome: str,
+    wait: int | None,
+) -> None:
+    if status is None:
+        receiver.stop()
+    else:
+        headers = {"retry_after": retry_after} if retry_after else {}
+        receiver.fail(1, status, **headers)
+    message = queued(aws, failed_ago=failed_ago)
+    message["Attributes"] = {"ApproximateReceiveCount": str(attempt)}  # as if received N times
+
+    ctx = deliverer(aws, receiver.url).deliver(message)
+
+    assert ctx is not None and (ctx.outcome, ctx.next_delay) == (outcome, wait)
+    assert ctx.status == status
+    if outcome == "pending":  # hidden for the wait, not copied anywhere
+        assert aws.counts(aws.webhook_queue_url) == (0, 1)
+        assert aws.waiting(aws.webhook_dlq_url) == 0
+    else:
+        assert aws.waiting(aws.webhook_queue_url) == 0
+        (dead,) = aws.sqs.receive_message(QueueUrl=aws.webhook_dlq_url)["Messages"]
+        record = PendingWebhook.from_message(dead["Body"])
+        assert record.webhook_id == webhook_id("job-q", webhook.COMPLETED)
+        assert record.last_error == f"HTTP {status}"
+        assert record.dead_letter_reason is not None
+        assert ("not retryable" in record.dead_letter_reason) is (status == 410)
+
+
+def test_a_queued_attempt_is_a_span_in_the_jobs_trace(aws: Aws, receiver: Receiver) -> None:
+    from opentelemetry.sdk.metrics.export import InMemoryMetricReader
+    from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
+
+    from gpu_worker.observability.setup import setup_telemetry
+    from gpu_worker.observability.spans import delivery_hooks
+
+    spans, metrics = InMemorySpanExporter(), InMemoryMetricReader()
+    telemetry = setup_telemetry(span_exporters=[spans], metric_readers=[metrics])
+    trace = "00-" + "5" * 32 + "-" + "6" * 16 + "-01"
+    receiver.fail(1, 503)
+    worker = deliverer(aws, receiver.url, hooks=delivery_hooks(telemetry))
+    worker.deliver(queued(aws, failed_ago=30, traceparent=trace))
+    telemetry.force_flush()
+    (span,) = [s for s in spans.get_finished_spans() if s.name == "webhook_delivery"]
+    assert format(span.context.trace_id, "032x") == "5" * 32
+    assert span.attributes["http.response.status_code"] == 503
+    assert span.attributes["webhook.outcome"] == "pending"
+    assert span.attributes["webhook.id"] == webhook_id("job-q", webhook.COMPLETED)
+    assert span.status.status_code.name == "ERROR"
+    counts = {
+        point.attributes["webhook.outcome"]: point.value
+        for resource in metrics.get_metrics_data().resource_metrics
+        for scope in resource.scope_metrics
+        for metric in scope.metrics
+        if metric.name == "gpu_worker.webhooks"
+        for point in metric.data.data_points
+    }
+    assert counts == {"pending": 1}
+    telemetry.shutdown()

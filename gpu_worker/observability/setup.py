@@ -177,6 +177,7 @@ class Telemetry:
     frames_per_second: Histogram = field(init=False)
     in_flight: UpDownCounter = field(init=False)
     fallbacks: Counter = field(init=False)
+    webhooks: Counter = field(init=False)
 
     def __post_init__(self) -> None:
         self.tracer = self.tracer_provider.get_tracer("gpu_worker", __version__)
@@ -211,6 +212,14 @@ class Telemetry:
             "gpu_worker.encoder.fallbacks",
             unit="{job}",
             description="Jobs rendered again on the CPU because NVENC or NVDEC failed",
+        )
+        self.webhooks = self.meter.create_counter(
+            "gpu_worker.webhooks",
+            unit="{webhook}",
+            description=(
+                "Webhook delivery rounds and queued attempts by outcome: delivered, pending "
+                "(handed to or kept in the retry queue), dead_lettered"
+            ),
         )
 
     @property

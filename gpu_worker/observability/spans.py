@@ -9,7 +9,9 @@ core. Per job::
 
 An exception leaving the block marks the job failed (``error.code``, status ERROR) and is
 re-raised; a caller that handles an error itself reports it with :meth:`JobTrace.fail`.
-:func:`serve_hooks` does the same for each message of ``gpu-worker serve``.
+:func:`serve_hooks` does the same for each message of ``gpu-worker serve``, with each webhook
+attempt as a ``webhook.attempt`` event on the job's root span; :func:`delivery_hooks` makes
+each later attempt from the webhook retry queue a ``webhook_delivery`` span in the job's trace.
 """
 
 from __future__ import annotations
@@ -37,6 +39,7 @@ from gpu_worker.observability.setup import Telemetry
 log = logging.getLogger(__name__)
 
 ROOT_SPAN = "render_job"
+SEGMENT_SPAN = "render_segment"  # one segment of a split job, a child of its job's trace
 
 # Root span attributes (read back by benchmarks/cost.py).
 JOB_ID = "job.id"
@@ -54,6 +57,15 @@ RENDER_SECONDS = "job.render_seconds"  # first engine stage to result, without f
 RENDER_FPS = "job.render_fps"
 FALLBACK = "encoder.fallback"  # true when the GPU failed and the job was rendered on the CPU
 ACCUMULATED = "stage.accumulated"  # on child spans whose time is summed over many frames
+
+# Webhook attempts: events on the job's root span, and spans of queued attempts.
+WEBHOOK_ATTEMPT_EVENT = "webhook.attempt"
+DELIVERY_SPAN = "webhook_delivery"
+WEBHOOK_ID = "webhook.id"
+WEBHOOK_TYPE = "webhook.type"
+WEBHOOK_ATTEMPT = "webhook.attempt"
+WEBHOOK_OUTCOME = "webhook.outcome"  # delivered | pending | dead_lettered
+HTTP_STATUS = "http.response.status_code"
 
 SUCCEEDED, FAILED = "succeeded", "failed"
 
@@ -95,6 +107,7 @@ class JobTrace:
         self.render_started: float | None = None
         self.render_seconds: float | None = None
         self.render_finished: float | None = None
+        self.counted = True  # a job in the jobs counter and render histogram (not a segment)
         self._lock = threading.Lock()
 
     @property
@@ -196,6 +209,8 @@ class JobTrace:
         labels: dict[str, str] = {OUTCOME: self.outcome, WORKER_KIND: kind}
         if self.error_code:
             labels[ERROR_CODE] = self.error_code
+        if not self.counted:  # a segment: its video is counted once, by its job
+            return
         self.telemetry.jobs.add(1, labels)
         seconds = self.render_seconds
         if seconds is None:
@@ -213,9 +228,12 @@ def traced_job(
     queue_wait: float | None = None,
     clock: StageClock | None = None,
     attributes: Mapping[str, Any] | None = None,
+    name: str = ROOT_SPAN,
 ) -> Iterator[JobTrace]:
-    """The ``render_job`` span around one job; pass ``jt.clock`` to ``render_job`` (and record
-    fetch_inputs/upload/webhook on it), call ``jt.result(result)`` once rendered.
+    """The ``render_job`` span around one job (``name``: ``render_segment`` for one segment of
+    a split job, which is not counted as a job in the metrics); pass ``jt.clock`` to
+    ``render_job`` (and record fetch_inputs/upload/webhook on it), call ``jt.result(result)``
+    once rendered.
 
     ``traceparent``: the W3C header the backend sent (an SQS message attribute); the job's
     trace continues it. ``queue_wait``: seconds between SQS ``SentTimestamp`` and now.
@@ -234,13 +252,14 @@ def traced_job(
             root_attributes[key] = _attribute(value)
     served = traceparent is not None or queue_wait is not None
     span = telemetry.tracer.start_span(
-        ROOT_SPAN,
+        name,
         context=parent,
         kind=SpanKind.CONSUMER if served else SpanKind.INTERNAL,
         attributes=root_attributes,
     )
     clock = clock if clock is not None else StageClock()
     job = JobTrace(telemetry, span, clock, worker_kind)
+    job.counted = name == ROOT_SPAN
     clock.listeners.append(job.on_stage)
     kind_label = {WORKER_KIND: worker_kind or "unknown"}
     telemetry.in_flight.add(1, kind_label)
@@ -282,9 +301,38 @@ class ServedJob(Protocol):
     def queue_wait(self) -> float | None: ...
     @property
     def fallback(self) -> str | None: ...
+    @property
+    def segment(self) -> int | None: ...
 
     @property
     def outcome(self) -> object: ...
+
+    @property
+    def delivery(self) -> Any: ...  # service.webhook.Delivery: attempts in ``log``
+
+
+def webhook_outcome(delivery: Any) -> str:
+    """delivered, pending (handed to the retry queue) or dead_lettered; failed when lost."""
+    if delivery.delivered:
+        return "delivered"
+    if getattr(delivery, "pending", False):
+        return "pending"
+    if getattr(delivery, "dead_lettered", False):
+        return "dead_lettered"
+    return "failed"
+
+
+def _webhook_events(jt: JobTrace, delivery: Any) -> None:
+    for number, attempt in enumerate(getattr(delivery, "log", ()), start=1):
+        attributes: dict[str, Any] = {WEBHOOK_ID: delivery.webhook_id, WEBHOOK_ATTEMPT: number}
+        if attempt.status is not None:
+            attributes[HTTP_STATUS] = attempt.status
+        if attempt.error is not None:
+            attributes["error.message"] = attempt.error
+        jt.span.add_event(WEBHOOK_ATTEMPT_EVENT, attributes, timestamp=_ns(attempt.at))
+    outcome = webhook_outcome(delivery)
+    jt.set(**{WEBHOOK_OUTCOME: outcome})
+    jt.telemetry.webhooks.add(1, {WEBHOOK_OUTCOME: outcome})
 
 
 def serve_hooks(telemetry: Telemetry) -> Callable[[ServedJob], AbstractContextManager[object]]:
@@ -300,9 +348,17 @@ def serve_hooks(telemetry: Telemetry) -> Callable[[ServedJob], AbstractContextMa
             traceparent=ctx.traceparent,
             queue_wait=ctx.queue_wait,
             clock=ctx.clock,
-            attributes={"messaging.sqs.receive_count": ctx.receive_count},
+            attributes={
+                "messaging.sqs.receive_count": ctx.receive_count,
+                "segment.index": ctx.segment,
+            },
+            name=ROOT_SPAN if ctx.segment is None else SEGMENT_SPAN,
         ) as jt:
+            if hasattr(ctx, "own_traceparent"):
+                ctx.own_traceparent = jt.traceparent  # later webhook attempts join this trace
             yield jt
+            if ctx.delivery is not None:
+                _webhook_events(jt, ctx.delivery)
             if ctx.result is not None:
                 jt.result(ctx.result)
             if ctx.error is not None:
@@ -311,5 +367,62 @@ def serve_hooks(telemetry: Telemetry) -> Callable[[ServedJob], AbstractContextMa
             if ctx.fallback is not None:
                 jt.set(**{"encoder.fallback_reason": ctx.fallback})
                 telemetry.fallbacks.add(1)
+
+    return hook
+
+
+class QueuedAttempt(Protocol):
+    """One attempt from the webhook retry queue (``service.deliveries.DeliveryContext``)."""
+
+    webhook_id: str
+    event_type: str
+    subject: str
+    attempt: int
+    traceparent: str | None
+    status: int | None
+    error: str | None
+    outcome: str | None
+    next_delay: int | None
+
+
+def delivery_hooks(
+    telemetry: Telemetry,
+) -> Callable[[QueuedAttempt], AbstractContextManager[object]]:
+    """The webhook deliverer's hook: one ``webhook_delivery`` span per attempt from the retry
+    queue, in the job's trace (its ``traceparent``), with the status and outcome; counted in
+    ``gpu_worker.webhooks`` by outcome."""
+
+    @contextmanager
+    def hook(ctx: QueuedAttempt) -> Iterator[None]:
+        parent = None
+        if ctx.traceparent:
+            parent = TraceContextTextMapPropagator().extract({"traceparent": ctx.traceparent})
+        span = telemetry.tracer.start_span(
+            DELIVERY_SPAN,
+            context=parent,
+            kind=SpanKind.CLIENT,
+            attributes={
+                WEBHOOK_ID: ctx.webhook_id,
+                WEBHOOK_TYPE: ctx.event_type,
+                WEBHOOK_ATTEMPT: ctx.attempt,
+                JOB_ID: ctx.subject,
+            },
+        )
+        token = job_id_var.set(ctx.subject)
+        try:
+            with trace.use_span(span, record_exception=True, set_status_on_exception=True):
+                yield
+            if ctx.status is not None:
+                span.set_attribute(HTTP_STATUS, ctx.status)
+            if ctx.next_delay is not None:
+                span.set_attribute("webhook.next_delay_seconds", ctx.next_delay)
+            outcome = ctx.outcome or "failed"
+            span.set_attribute(WEBHOOK_OUTCOME, outcome)
+            if outcome != "delivered":
+                span.set_status(Status(StatusCode.ERROR, ctx.error or outcome))
+            telemetry.webhooks.add(1, {WEBHOOK_OUTCOME: outcome})
+        finally:
+            job_id_var.reset(token)
+            span.end()
 
     return hook

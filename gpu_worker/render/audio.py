@@ -33,16 +33,22 @@ F32 = NDArray[np.float32]
 TRUE_PEAK_CEILING_DB = -1.5  # normalised mixes: -1 dBTP with room for the AAC encoder
 
 
-def _decoded(path: Path, label: str, start: float, limits: Limits) -> Generator[F32, None, None]:
+def _decoded(
+    path: Path, label: str, start: float, limits: Limits, origin: float | None = None
+) -> Generator[F32, None, None]:
     """An input's audio from ``start`` seconds on, as (2, n) float32 chunks at 48 kHz,
-    sample-exact: a source that starts late is preceded by silence."""
-    resampler = av.AudioResampler(format="fltp", layout="stereo", rate=RATE)
+    sample-exact: a source that starts late is preceded by silence.
+
+    ``start`` counts from ``origin`` on the container's clock (a clip's: when its first
+    picture is shown, so sound stored to start later than the picture stays that much
+    later, as in a player); by default from the audio stream's own start."""
     with open_input(path, label, limits) as container:
         if not container.streams.audio:
             return
         stream = container.streams.audio[0]
         tb = stream.time_base
-        origin = float(stream.start_time * tb) if stream.start_time and tb else 0.0
+        if origin is None:
+            origin = float(stream.start_time * tb) if stream.start_time and tb else 0.0
         if start > 1.0 and tb:
             try:
                 container.seek(int((start + origin - 0.5) / tb), stream=stream)
@@ -50,9 +56,21 @@ def _decoded(path: Path, label: str, start: float, limits: Limits) -> Generator[
                 container.seek(0)
 
         def resampled() -> Iterator[tuple[av.AudioFrame | None, list[av.AudioFrame]]]:
+            # A resampler is set up for the first frame's layout, format and rate (and passes
+            # matching frames through untouched): a stream that changes them midway, as MP3
+            # and AAC may, gets a new one from that frame on.
+            resampler: av.AudioResampler | None = None
+            shape: tuple[str, str, int] | None = None
             for frame in container.decode(stream):
+                now = (frame.format.name, frame.layout.name, frame.sample_rate)
+                if resampler is None or now != shape:
+                    if resampler is not None:
+                        yield None, resampler.resample(None)
+                    resampler = av.AudioResampler(format="fltp", layout="stereo", rate=RATE)
+                    shape = now
                 yield frame, resampler.resample(frame)
-            yield None, resampler.resample(None)  # what the resampler still holds
+            if resampler is not None:
+                yield None, resampler.resample(None)  # what the resampler still holds
 
         skip: int | None = None  # samples still to drop (negative: silence to add)
         try:
@@ -77,9 +95,18 @@ def _decoded(path: Path, label: str, start: float, limits: Limits) -> Generator[
 class _Reader:
     """Reads a decoded stream n samples at a time; silence once it ends (or it loops)."""
 
-    def __init__(self, path: Path, label: str, start: float, limits: Limits, loop: bool) -> None:
+    def __init__(
+        self,
+        path: Path,
+        label: str,
+        start: float,
+        limits: Limits,
+        loop: bool,
+        origin: float | None = None,
+    ) -> None:
         self.path, self.label, self.start, self.limits, self.loop = path, label, start, limits, loop
-        self._chunks = _decoded(path, label, start, limits)
+        self.origin = origin
+        self._chunks = _decoded(path, label, start, limits, origin)
         self._buffer = np.zeros((CHANNELS, 0), np.float32)
         self._produced = 0  # samples this pass has given, to tell an empty source from an end
 
@@ -90,7 +117,7 @@ class _Reader:
             chunk = next(self._chunks, None)
             if chunk is None:
                 if self.loop and self._produced + have > 0:
-                    self._chunks = _decoded(self.path, self.label, 0.0, self.limits)
+                    self._chunks = _decoded(self.path, self.label, 0.0, self.limits, self.origin)
                     self._produced = -have
                     continue
                 parts.append(np.zeros((CHANNELS, n - have), np.float32))
@@ -154,6 +181,7 @@ class Source:
     fade_out: int
     loop: bool = False
     envelope: Callable[[NDArray[np.int64]], F32] | None = None  # gains by output sample
+    origin: float | None = None  # seconds on the input's clock that ``start`` counts from
     reader: _Reader | None = None
 
 
@@ -200,7 +228,12 @@ class Mixer:
                         continue
                     if source.reader is None:
                         source.reader = _Reader(
-                            source.path, source.label, source.start, self.limits, source.loop
+                            source.path,
+                            source.label,
+                            source.start,
+                            self.limits,
+                            source.loop,
+                            source.origin,
                         )
                     samples = source.reader.read(hi - lo)
                     local = np.arange(lo - source.at, hi - source.at)

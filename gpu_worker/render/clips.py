@@ -11,6 +11,7 @@ import queue
 import threading
 from collections.abc import Generator, Sequence
 from dataclasses import dataclass
+from fractions import Fraction
 from typing import Any, Protocol
 
 import av
@@ -20,9 +21,11 @@ import av.video.codeccontext
 from gpu_worker.errors import HardwareFault, InvalidJob
 from gpu_worker.job import Clip, Fit
 from gpu_worker.limits import Limits
+from gpu_worker.render.colour import ColourPlan, lut_filters, plan_for
 from gpu_worker.render.decoder import choose_decoder, cuvid_options
-from gpu_worker.render.geometry import cover_crop, rotation_filters
+from gpu_worker.render.geometry import contain_size, cover_crop, rotation_filters
 from gpu_worker.render.host import usable_cpus
+from gpu_worker.render.interlace import Deinterlacer, field_rate_wanted
 from gpu_worker.render.media import MediaInfo, av_error, open_input
 from gpu_worker.render.stages import Stopwatch
 
@@ -50,8 +53,16 @@ def color_args(frame: av.VideoFrame) -> str:
     return args
 
 
-def clip_length(clip: Clip, info: MediaInfo, index: int) -> float:
-    """Seconds of the clip on the timeline: its ``duration``, or the rest of the source."""
+def plan_args(plan: ColourPlan) -> str:
+    """libswscale options reading a source by its colour plan, writing BT.709 limited."""
+    return ":".join(a for a in (plan.input_args(), _COLOR) if a)
+
+
+def clip_length(clip: Clip, info: MediaInfo, index: int, fps: float | None = None) -> float:
+    """Seconds of the clip on the timeline: its ``duration``, or the rest of the source.
+
+    A ``duration`` running more than one output frame (``1/fps``) past the source's end is
+    refused rather than shown as a frozen last frame."""
     label = f"clips[{index}]"
     if info.video is None:
         raise InvalidJob(f"{label}: {info.label} has no video stream")
@@ -71,6 +82,13 @@ def clip_length(clip: Clip, info: MediaInfo, index: int) -> float:
         )
     if clip.duration is None:
         return rest
+    slack = 1.0 / fps if fps else 0.0
+    if clip.duration > rest + slack + 1e-6:
+        raise InvalidJob(
+            f"{label}: runs to {clip.trim_start + clip.duration:.3f} s of {info.label}, "
+            f"which lasts {info.duration:.3f} s (trim_start {clip.trim_start:g} s + duration "
+            f"{clip.duration:g} s)"
+        )
     return clip.duration
 
 
@@ -84,6 +102,20 @@ def _link(graph: av.filter.Graph, start: Any, chain: list[tuple[str, str]], outp
     return last
 
 
+def _scaled(
+    size: str, read: str, plan: ColourPlan | None, flags: str = "bicubic"
+) -> list[tuple[str, str]]:
+    """A scale to ``size`` that also converts to BT.709: directly for SDR BT.709 sources,
+    through the LUT (in RGB, at the smaller of the two sizes' cost) otherwise."""
+    tone = lut_filters(plan) if plan is not None else []
+    if not tone:
+        return [("scale", f"{size}:flags={flags}:{read}")]
+    assert plan is not None
+    into_rgb = ":".join(a for a in (f"{size}:flags={flags}", plan.input_args()) if a)
+    # Back to YCbCr at the same size: only chroma is resampled, bilinear is plenty.
+    return [("scale", into_rgb), *tone, ("scale", f"flags=bilinear:{_COLOR}")]
+
+
 def filter_chain(
     rotation: int,
     fit: Fit,
@@ -92,26 +124,32 @@ def filter_chain(
     src_w: int,
     src_h: int,
     color: str = _COLOR,
+    *,
+    plan: ColourPlan | None = None,
+    sar: Fraction = Fraction(1),
 ) -> list[tuple[str, str]]:
     """The filters (name, args) that turn a decoded picture (upright size ``src_w`` x
     ``src_h``) into an upright output frame, in one libavfilter pass; ``color`` holds the
-    scaler's colour options (see :func:`color_args`)."""
+    scaler's colour options (see :func:`color_args`), or ``plan`` says how to read the
+    source (with a tone-mapping LUT for HDR and BT.2020). ``sar`` is the stored picture's
+    sample aspect ratio: pictures are fitted by the shape they are shown with."""
     chain = rotation_filters(rotation)
-    size = f"w={width}:h={height}"
+    upright_sar = float(1 / sar if rotation in (90, 270) else sar)
+    read = plan_args(plan) if plan is not None else color
     if fit is Fit.COVER:
-        cw, ch, cx, cy = cover_crop(src_w, src_h, width, height)
+        cw, ch, cx, cy = cover_crop(src_w, src_h, width, height, upright_sar)
         if (cw, ch) != (src_w, src_h):
             chain.append(("crop", f"{cw}:{ch}:{cx}:{cy}"))
-        chain.append(("scale", f"{size}:flags=bicubic:{color}"))
+        if plan is not None and plan.lut is not None and cw * ch <= width * height:
+            # Map the (smaller) cropped source, then scale it up.
+            chain += [*_scaled(f"w={cw}:h={ch}", read, plan, "bilinear")[:-1]]
+            chain.append(("scale", f"w={width}:h={height}:flags=bicubic:{_COLOR}"))
+        else:
+            chain += _scaled(f"w={width}:h={height}", read, plan)
     else:  # CONTAIN; BLUR builds its own graph around this
-        chain += [
-            (
-                "scale",
-                f"{size}:force_original_aspect_ratio=decrease:force_divisible_by=2"
-                f":flags=bicubic:{color}",
-            ),
-            ("pad", f"{width}:{height}:(ow-iw)/2:(oh-ih)/2:color=black"),
-        ]
+        fw, fh = contain_size(src_w, src_h, width, height, upright_sar)
+        chain += _scaled(f"w={fw}:h={fh}", read, plan)
+        chain.append(("pad", f"{width}:{height}:(ow-iw)/2:(oh-ih)/2:color=black"))
     chain += [("format", "yuv420p"), ("setsar", "1")]
     return chain
 
@@ -127,6 +165,8 @@ class _Fitter:
         fit: Fit,
         width: int,
         height: int,
+        plan: ColourPlan | None = None,
+        sar: Fraction = Fraction(1),
     ) -> None:
         """Built from the first decoded frame, whose size and pixel format it takes."""
         graph = av.filter.Graph()
@@ -135,27 +175,26 @@ class _Fitter:
         )
         turned = rotation in (90, 270)
         src_w, src_h = (first.height, first.width) if turned else (first.width, first.height)
-        color = color_args(first)
+        color = plan_args(plan) if plan is not None else color_args(first)
         sink = graph.add("buffersink")
         if fit is Fit.BLUR:
+            upright_sar = float(1 / sar if turned else sar)
             split = graph.add("split", "2")
             _link(graph, src, rotation_filters(rotation)).link_to(split)
             # Background: cover, then a cheap strong blur at 1/8 size, scaled back up.
             small_w, small_h = max(2, width // 8 // 2 * 2), max(2, height // 8 // 2 * 2)
+            cw, ch, cx, cy = cover_crop(src_w, src_h, small_w, small_h, upright_sar)
             back = [
-                ("scale", f"w={small_w}:h={small_h}:force_original_aspect_ratio=increase:{color}"),
-                ("crop", f"{small_w}:{small_h}"),
+                ("crop", f"{cw}:{ch}:{cx}:{cy}"),
+                *_scaled(f"w={small_w}:h={small_h}", color, plan, "bilinear"),
                 ("format", "yuv420p"),
                 ("gblur", "sigma=6:steps=2"),
                 ("scale", f"w={width}:h={height}:flags=bilinear"),
                 ("setsar", "1"),
             ]
+            fw, fh = contain_size(src_w, src_h, width, height, upright_sar)
             front = [
-                (
-                    "scale",
-                    f"w={width}:h={height}:force_original_aspect_ratio=decrease"
-                    f":force_divisible_by=2:flags=bicubic:{color}",
-                ),
+                *_scaled(f"w={fw}:h={fh}", color, plan),
                 ("format", "yuv420p"),
                 ("setsar", "1"),
             ]
@@ -169,7 +208,9 @@ class _Fitter:
             overlay.link_to(fmt)
             fmt.link_to(sink)
         else:
-            chain = filter_chain(rotation, fit, width, height, src_w, src_h, color)
+            chain = filter_chain(
+                rotation, fit, width, height, src_w, src_h, color, plan=plan, sar=sar
+            )
             _link(graph, src, chain).link_to(sink)
         graph.configure()
         self.graph = graph
@@ -213,6 +254,7 @@ class ClipReader:
         start_at: float = 0.0,
         decoder: str = "auto",
         also: Sequence[tuple[int, int]] = (),
+        fps: float | None = None,
     ) -> None:
         assert info.video is not None
         self.clip = clip
@@ -226,7 +268,14 @@ class ClipReader:
         self.width, self.height = width, height
         self.sizes = [(width, height), *also]
         self.fitters: list[_Fitter] = []
+        # One colour decision per source, from its tags and its own size: the CPU and the
+        # NVDEC paths read it alike (NVDEC frames arrive already resized).
+        video = info.video
+        self.fields = field_rate_wanted(video.rate, fps)
+        self.deinterlacer: Deinterlacer | None = None
+        self.sar = video.sar
         try:
+            self.colour = plan_for(video.colour, video.width, video.height, info.label)
             self.decoder = self._hardware_decoder(info, clip.fit, width, height, decoder)
         except BaseException:
             self.container.close()
@@ -250,10 +299,19 @@ class ClipReader:
         if choice.name is None:
             return None
         options, _, _ = cuvid_options(
-            fit, info.video.rotation, info.video.width, info.video.height, width, height
+            fit,
+            info.video.rotation,
+            info.video.width,
+            info.video.height,
+            width,
+            height,
+            sar=info.video.sar,
+            deinterlace=info.video.interlaced,
+            fields=self.fields,
         )
-        if len(self.sizes) > 1:  # several sizes: NVDEC decodes whole, the filters fit each
-            options = {}
+        if len(self.sizes) > 1:  # several sizes: NVDEC decodes whole (still deinterlacing),
+            # the filters fit each
+            options = {k: v for k, v in options.items() if k not in ("crop", "resize")}
         try:
             ctx = av.CodecContext.create(choice.name, "r")
             assert isinstance(ctx, av.video.codeccontext.VideoCodecContext)
@@ -264,6 +322,8 @@ class ClipReader:
             ctx.open()
         except (av.error.FFmpegError, OSError, ValueError) as exc:
             raise HardwareFault(f"{self.label}: {choice.name} would not open ({exc})") from exc
+        if "resize" in options:
+            self.sar = Fraction(1)  # NVDEC's resize already gave the picture its shape
         return ctx
 
     def _stream_origin(self) -> float:
@@ -283,17 +343,24 @@ class ClipReader:
             except av.error.FFmpegError:
                 self.container.seek(0)
         demux = self.container.demux(self.stream)
+        # NVDEC deinterlaces itself (cuvid ``deint``); software frames go through bwdif.
+        interlaced = self.info.video is not None and self.info.video.interlaced
+        soft_deinterlace = interlaced and self.decoder is None
         while True:
+            ended = False
             with self.times.decode:
                 try:
-                    packet = next(demux)
-                    frames = (
-                        self.decoder.decode(packet) if self.decoder is not None else packet.decode()
-                    )
-                except StopIteration:
-                    return
-                except av.error.EOFError:
-                    return
+                    try:
+                        packet = next(demux)
+                        frames: list[Any] = (
+                            self.decoder.decode(packet)
+                            if self.decoder is not None
+                            else packet.decode()
+                        )
+                    except (StopIteration, av.error.EOFError):
+                        ended, frames = True, []
+                    if soft_deinterlace:
+                        frames = self._deinterlaced(frames, flush=ended)
                 except av.error.FFmpegError as exc:
                     if self.decoder is not None:  # NVDEC: the CPU path decides about the input
                         raise HardwareFault(
@@ -303,6 +370,21 @@ class ClipReader:
             for frame in frames:
                 assert isinstance(frame, av.VideoFrame)
                 yield frame
+            if ended:
+                return
+
+    def _deinterlaced(self, frames: Any, flush: bool) -> list[av.VideoFrame]:
+        frames = list(frames)
+        if self.deinterlacer is None:
+            if not frames:
+                return []
+            order = self.info.video.field_order if self.info.video is not None else 0
+            self.deinterlacer = Deinterlacer(frames[0], self.stream.time_base, self.fields, order)
+        out = list(self.deinterlacer.push(frames))
+        if flush:
+            out += list(self.deinterlacer.flush())
+            self.deinterlacer = None
+        return out
 
     def _pull(self) -> av.VideoFrame | None:
         if self._exhausted:
@@ -314,10 +396,13 @@ class ClipReader:
 
     def _time(self, frame: av.VideoFrame) -> float:
         """A decoded frame's timestamp in seconds (by the stream's time base, which the
-        NVDEC decoder's frames carry too)."""
-        if frame.pts is None or self.stream.time_base is None:
+        NVDEC decoder's frames carry too; deinterlaced frames carry their own)."""
+        time_base = self.stream.time_base
+        if self.info.video is not None and self.info.video.interlaced and self.decoder is None:
+            time_base = frame.time_base or time_base
+        if frame.pts is None or time_base is None:
             return float(frame.time) if frame.time is not None else 0.0
-        return float(frame.pts * self.stream.time_base)
+        return float(frame.pts * time_base)
 
     def frame_at(self, local_time: float) -> av.VideoFrame:
         """The fitted frame (of the first size) at ``local_time``; see :meth:`frames_at`."""
@@ -348,11 +433,13 @@ class ClipReader:
                         self.fitters = [
                             _Fitter(
                                 self._current,
-                                self.stream.time_base,
+                                self._current.time_base or self.stream.time_base,
                                 self.info.video.rotation,
                                 self.clip.fit,
                                 width,
                                 height,
+                                self.colour,
+                                self.sar,
                             )
                             for width, height in self.sizes
                         ]
@@ -367,6 +454,7 @@ class ClipReader:
         self._current = self._next = self._current_fitted = None
         self.fitters = []
         self.decoder = None
+        self.deinterlacer = None
         self.container.close()
 
 

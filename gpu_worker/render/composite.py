@@ -124,12 +124,20 @@ def blend_sprite(planes: tuple[U8, U8, U8], sprite: YuvSprite, alpha: float, dy:
 
 
 def planes_of(arr: U8, width: int, height: int) -> tuple[U8, U8, U8]:
-    """Y, U and V views of a (height * 3/2, width) yuv420p array."""
+    """Y, U and V views of a C-contiguous (height * 3/2, width) yuv420p array.
+
+    The chroma planes follow the luma plane byte after byte, not row after row: a chroma
+    plane spans a quarter of the luma bytes, which is a whole number of rows only when the
+    height is a multiple of 4 (an output 34 pixels high has 17 rows of chroma)."""
+    if not arr.flags.c_contiguous:
+        raise ValueError("planes_of needs a C-contiguous array")
     h, w = height, width
+    flat = arr.reshape(-1)
+    luma, chroma = h * w, (h // 2) * (w // 2)
     return (
         arr[:h],
-        arr[h : h + h // 4].reshape(h // 2, w // 2),
-        arr[h + h // 4 :].reshape(h // 2, w // 2),
+        flat[luma : luma + chroma].reshape(h // 2, w // 2),
+        flat[luma + chroma : luma + 2 * chroma].reshape(h // 2, w // 2),
     )
 
 
@@ -143,6 +151,20 @@ def frame_pixels(frame: av.VideoFrame) -> U8:
         src = np.frombuffer(memoryview(plane), np.uint8).reshape(rows, plane.line_size)[:, :cols]
         np.copyto(dst, src)
     return out
+
+
+def to_frame(arr: U8, width: int, height: int) -> av.VideoFrame:
+    """A (height * 3/2, width) yuv420p array as a frame: wrapped without a copy when the
+    height is a multiple of 4, else copied plane by plane (PyAV's wrapper takes the height
+    from the number of rows, rounded down to a multiple of 4)."""
+    if height % 4 == 0:
+        return av.VideoFrame.from_numpy_buffer(arr, format="yuv420p")
+    frame = av.VideoFrame(width, height, "yuv420p")
+    for plane, src in zip(frame.planes, planes_of(arr, width, height), strict=True):
+        rows, cols = src.shape
+        dst = np.frombuffer(memoryview(plane), np.uint8).reshape(rows, plane.line_size)
+        np.copyto(dst[:, :cols], src)
+    return frame
 
 
 def mix(bottom: U8, top: U8, weight: float) -> U8:

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import logging
 from dataclasses import dataclass
+from fractions import Fraction
 from functools import cache
 
 import av
@@ -67,19 +68,35 @@ def choose_decoder(codec: str, setting: str = "auto") -> DecoderChoice:
 
 
 def cuvid_options(
-    fit: Fit, rotation: int, stored_w: int, stored_h: int, width: int, height: int
+    fit: Fit,
+    rotation: int,
+    stored_w: int,
+    stored_h: int,
+    width: int,
+    height: int,
+    *,
+    sar: Fraction = Fraction(1),
+    deinterlace: bool = False,
+    fields: bool = False,
 ) -> tuple[dict[str, str], int, int]:
     """NVDEC ``crop``/``resize`` options doing a ``cover`` fit on the GPU, and the size of
-    the frames it then returns (still in stored orientation; rotation happens after).
+    the frames it then returns (still in stored orientation; rotation happens after). The
+    crop follows the picture's shown shape (``sar``: its sample aspect ratio); an interlaced
+    source is deinterlaced there too (``adaptive``, keeping both fields when ``fields``).
 
     Only ``cover`` is done there: ``contain`` and ``blur`` need padding or a second copy,
-    which the filter graph does on the (already decoded) frame.
+    which the filter graph does on the (already decoded) frame. Colour is never touched by
+    NVDEC: the same filter graph maps it after decoding as on the CPU path.
     """
+    extra = {}
+    if deinterlace:
+        extra = {"deint": "adaptive", "drop_second_field": "0" if fields else "1"}
     if fit is not Fit.COVER:
-        return {}, stored_w, stored_h
+        return extra, stored_w, stored_h
     turned = rotation in (90, 270)
     up_w, up_h = (stored_h, stored_w) if turned else (stored_w, stored_h)
-    cw, ch, cx, cy = cover_crop(up_w, up_h, width, height)
+    upright_sar = float(1 / sar if turned else sar)
+    cw, ch, cx, cy = cover_crop(up_w, up_h, width, height, upright_sar)
     # The crop in stored coordinates (top x bottom x left x right), then the resize.
     if turned:
         cw, ch, cx, cy = ch, cw, cy, cx
@@ -88,5 +105,5 @@ def cuvid_options(
         out_w, out_h = width, height
     top, left = cy, cx
     bottom, right = stored_h - ch - cy, stored_w - cw - cx
-    options = {"crop": f"{top}x{bottom}x{left}x{right}", "resize": f"{out_w}x{out_h}"}
+    options = {"crop": f"{top}x{bottom}x{left}x{right}", "resize": f"{out_w}x{out_h}", **extra}
     return options, out_w, out_h

@@ -1,7 +1,9 @@
-"""Local input files: the one place their ``stat`` errors become job errors."""
+"""Local input files: the one place their ``stat`` errors become job errors, and a reader
+that never allocates more than a file holds."""
 
 from __future__ import annotations
 
+import io
 import os
 from pathlib import Path
 
@@ -17,3 +19,20 @@ def stat_input(path: Path, label: str) -> os.stat_result:
         raise InputNotFound(f"{label}: no such file") from exc
     except OSError as exc:
         raise InputUnreadable(f"{label}: cannot be read ({exc.strerror})") from exc
+
+
+class BoundedReader(io.BufferedReader):
+    """An input file for a library that reads as many bytes as the file says it holds
+    (Pillow skips a PNG chunk with ``read(length)``): a read never asks for more than is
+    left, so a corrupt length of 4 GiB costs nothing instead of a 4 GiB allocation."""
+
+    def __init__(self, path: Path) -> None:
+        super().__init__(io.FileIO(path, "r"))
+        self._size = os.fstat(self.fileno()).st_size
+
+    def read(self, size: int | None = -1, /) -> bytes:
+        if size is not None and size > 0:
+            size = min(size, max(0, self._size - self.tell()))
+            if size == 0:
+                return b""
+        return super().read(size)

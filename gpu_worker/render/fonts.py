@@ -5,6 +5,9 @@ installed as ``gpu_worker/_fonts`` in a wheel). This module finds that folder, r
 ``catalog.json``, resolves ``(family, weight, italic)`` to one face with the CSS Fonts level 4
 matching rules, validates user-supplied font files (a job's ``font_uri``) and tells which
 characters of a text a font cannot draw.
+
+Two libraries read font data, and each one's errors on it become ours in one place:
+fontTools in :func:`_open_font`, FreeType (through Pillow) in :func:`freetype_errors`.
 """
 
 from __future__ import annotations
@@ -14,12 +17,15 @@ import json
 import os
 import re
 import unicodedata
-from collections.abc import Sequence
+from collections.abc import Iterable, Iterator, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import regex
 from fontTools.ttLib import TTFont
+from PIL import ImageFont
 
 import gpu_worker
 from gpu_worker.errors import FontNotFound, InputNotFound, InputUnreadable
@@ -28,8 +34,10 @@ from gpu_worker.render.files import stat_input
 __all__ = [
     "FontFace",
     "catalog",
+    "check_font",
     "families",
     "fonts_dir",
+    "freetype_errors",
     "load_font_file",
     "missing_glyphs",
     "nearest_weight",
@@ -258,44 +266,46 @@ def _describe(exc: BaseException) -> str:
     return f"{type(exc).__name__}: {text}" if text else type(exc).__name__
 
 
-def _not_a_font(path: Path, why: str) -> InputUnreadable:
-    return InputUnreadable(f"font {path.name}: not a TrueType/OpenType font ({why})")
+def _not_a_font(name: str, why: str) -> InputUnreadable:
+    return InputUnreadable(f"font {name}: not a TrueType/OpenType font ({why})")
 
 
-def _open_font(path: Path) -> TTFont:
-    """Open ``path`` with fontTools, turning every way it can be wrong into our errors."""
+def _open_font(path: Path, name: str | None = None) -> TTFont:
+    """Open ``path`` with fontTools, turning every way it can be wrong into our errors (which
+    call the font ``name``, by default its file name)."""
+    name = name or path.name
     try:
         with path.open("rb") as handle:
             head = handle.read(4)
             size = os.fstat(handle.fileno()).st_size
     except FileNotFoundError as exc:
-        raise InputNotFound(f"font {path.name}: no such file") from exc
+        raise InputNotFound(f"font {name}: no such file") from exc
     except IsADirectoryError as exc:
-        raise _not_a_font(path, "it is a directory") from exc
+        raise _not_a_font(name, "it is a directory") from exc
     except OSError as exc:
-        raise InputUnreadable(f"font {path.name}: cannot be read ({exc.strerror})") from exc
+        raise InputUnreadable(f"font {name}: cannot be read ({exc.strerror})") from exc
     if size == 0:
-        raise _not_a_font(path, "the file is empty")
+        raise _not_a_font(name, "the file is empty")
     if head == b"ttcf":
-        raise _not_a_font(path, "a font collection; give a single TTF/OTF file")
+        raise _not_a_font(name, "a font collection; give a single TTF/OTF file")
     if head in (b"wOFF", b"wOF2"):
-        raise _not_a_font(path, "a WOFF web font; convert it to TTF/OTF")
+        raise _not_a_font(name, "a WOFF web font; convert it to TTF/OTF")
     if head not in _SFNT_TAGS:
-        raise _not_a_font(path, "unknown file signature")
+        raise _not_a_font(name, "unknown file signature")
     try:
         font = TTFont(path, lazy=True)
     except Exception as exc:  # fontTools raises many kinds of errors on corrupt input
-        raise _not_a_font(path, _describe(exc)) from exc
+        raise _not_a_font(name, _describe(exc)) from exc
     try:
         for tag, entry in font.reader.tables.items():
             if entry.offset + entry.length > size:
-                raise _not_a_font(path, f"truncated: table {tag.strip()!r} ends past the file")
+                raise _not_a_font(name, f"truncated: table {tag.strip()!r} ends past the file")
         required = ("head", "name", "cmap", "maxp", "hhea", "hmtx")
         missing = [tag for tag in required if tag not in font]
         if "glyf" not in font and "CFF " not in font and "CFF2" not in font:
             missing.append("glyf/CFF")
         if missing:
-            raise _not_a_font(path, f"missing tables: {', '.join(missing)}")
+            raise _not_a_font(name, f"missing tables: {', '.join(missing)}")
         for tag in ("head", "maxp", "name", "cmap", "hhea", "hmtx", "OS/2", "STAT"):
             if tag in font:
                 _ = font[tag]  # decompile now, so that a broken table fails here
@@ -304,18 +314,20 @@ def _open_font(path: Path) -> TTFont:
         raise
     except Exception as exc:
         font.close()
-        raise _not_a_font(path, _describe(exc)) from exc
+        raise _not_a_font(name, _describe(exc)) from exc
     return font
 
 
-def load_font_file(path: Path) -> FontFace:
+def load_font_file(path: Path, name: str | None = None) -> FontFace:
     """Validate a user-supplied TTF/OTF file and read its family, weight and style.
 
     Raises :class:`InputNotFound` when the file does not exist and :class:`InputUnreadable` when
-    it is not a loadable TrueType/OpenType font (text, empty, truncated, WOFF, collection).
+    it is not a loadable TrueType/OpenType font (text, empty, truncated, WOFF, collection);
+    their messages call the font ``name`` (the job's URI for it), by default its file name.
     """
     path = Path(path)
-    font = _open_font(path)
+    name = name or path.name
+    font = _open_font(path, name)
     try:
         names = font["name"]
         family = next(
@@ -330,7 +342,7 @@ def load_font_file(path: Path) -> FontFace:
             path=path,
         )
     except Exception as exc:  # a table that decompiled but holds nonsense
-        raise _not_a_font(path, _describe(exc)) from exc
+        raise _not_a_font(name, _describe(exc)) from exc
     finally:
         font.close()
 
@@ -341,7 +353,7 @@ def _codepoints(path: str, _mtime_ns: int, _size: int) -> frozenset[int]:
     try:
         cmap = font.getBestCmap()
         if cmap is None:
-            raise _not_a_font(Path(path), "no Unicode character map")
+            raise _not_a_font(Path(path).name, "no Unicode character map")
         return frozenset(cmap)
     finally:
         font.close()
@@ -369,3 +381,54 @@ def missing_glyphs(path: Path, text: str) -> list[str]:
         if char not in missing and ord(char) not in mapped and _needs_glyph(char):
             missing[char] = None
     return list(missing)
+
+
+# --------------------------------------------------------------------------------------------
+# drawing with FreeType
+
+_CLUSTER = regex.compile(r"\X")
+# How wide a piece of text the check draws at once, in pixels at its size: bounds the mask.
+_CHECK_SPAN_PX = 4096
+
+
+@contextmanager
+def freetype_errors(name: str) -> Iterator[None]:
+    """FreeType failing on a font's data (through Pillow), as ``input_unreadable`` naming it.
+
+    FreeType reports a broken font (a hinting program that fails, an outline or table it
+    cannot read) as an ``OSError`` without an ``errno``; an ``OSError`` with one (disk full,
+    out of file handles) and ``MemoryError`` are faults of the worker and pass through.
+    """
+    try:
+        yield
+    except OSError as exc:
+        if exc.errno is not None:
+            raise
+        raise InputUnreadable(
+            f"font {name}: FreeType cannot draw with it ({_describe(exc)})"
+        ) from exc
+
+
+def _pieces(text: str, size: float) -> Iterator[str]:
+    """Each distinct word of ``text`` once, cut into spans of a bounded width at ``size``."""
+    span = max(1, int(_CHECK_SPAN_PX // max(size, 1.0)))
+    for word in dict.fromkeys(text.split()):
+        clusters = _CLUSTER.findall(word)
+        for start in range(0, len(clusters), span):
+            yield "".join(clusters[start : start + span])
+
+
+def check_font(path: Path, samples: Iterable[tuple[str, float, float]], name: str) -> None:
+    """Shape and draw each ``(text, size, stroke width)`` with the font at ``path``, hinting
+    included, as the render will: a font whose data FreeType cannot use fails here, with
+    ``input_unreadable`` naming it (``name``), before any frame is decoded.
+
+    Each distinct word is drawn once per size; a very long word in bounded spans.
+    """
+    path = Path(path)
+    for text, size, stroke in samples:
+        with freetype_errors(name):
+            font = ImageFont.truetype(str(path), size=size, layout_engine=ImageFont.Layout.RAQM)
+            for piece in _pieces(text, size):
+                font.getlength(piece)
+                font.getmask2(piece, mode="L", stroke_width=stroke, anchor="ls")

@@ -7,7 +7,8 @@ is refused before FFmpeg could follow it. PyAV's errors are mapped to our codes 
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+import logging
+from dataclasses import dataclass, field
 from fractions import Fraction
 from pathlib import Path
 from typing import Any
@@ -23,7 +24,11 @@ from gpu_worker.errors import (
     UnsupportedInput,
 )
 from gpu_worker.limits import Limits
+from gpu_worker.render.colour import ColourTags, plan_for, read_tags
 from gpu_worker.render.files import stat_input
+from gpu_worker.render.stills import normalised_still
+
+log = logging.getLogger(__name__)
 
 # Demuxers a clip or a music track may be read with. Everything else (hls, concat, image2
 # with its file-name patterns, network protocols, subtitles, raw data) is refused.
@@ -59,6 +64,11 @@ class VideoInfo:
     pix_fmt: str | None
     rate: Fraction | None
     still: bool
+    colour: ColourTags = field(default_factory=ColourTags)
+    sar: Fraction = Fraction(1)  # sample (pixel) aspect ratio: shown width = width x sar
+    interlaced: bool = False  # field order tt/bb/tb/bt, or frames flagged interlaced
+    field_order: int = 0  # FFmpeg's AVFieldOrder: 2 tt, 3 bb, 4 tb, 5 bt; 0 unknown
+    start: float = 0.0  # seconds: when the first frame is shown, on the container's clock
 
 
 @dataclass(frozen=True)
@@ -137,7 +147,11 @@ def open_input(path: Path, label: str, limits: Limits | None = None) -> av.conta
     _check_file(path, label, limits)
     try:
         return av.open(
-            str(path.resolve()), mode="r", format=_still_format(path), options=dict(OPEN_OPTIONS)
+            str(path.resolve()),
+            mode="r",
+            format=_still_format(path),
+            options=dict(OPEN_OPTIONS),
+            metadata_errors="replace",  # a tag in a broken encoding is no reason to refuse a file
         )
     except av.error.InvalidDataError as exc:
         raise InputUnreadable(f"{label}: not a media file or corrupt ({exc.strerror})") from exc
@@ -173,10 +187,17 @@ def probe(path: Path, label: str, limits: Limits | None = None) -> MediaInfo:
     """What an input holds: format, duration, video and audio streams, upright size."""
     limits = limits or Limits()
     size = _check_file(path, label, limits)
+    # HEIC/AVIF photos, and photos to turn upright or out of a wide-gamut profile, are read
+    # from an upright sRGB copy.
+    path = normalised_still(path, label, limits) or path
     with open_input(path, label, limits) as container:
         format_name = container.format.name
         vstream = container.streams.video[0] if container.streams.video else None
         astream = container.streams.audio[0] if container.streams.audio else None
+        if vstream is not None and vstream.codec_context is None:
+            raise UnsupportedInput(f"{label}: the video stream is in a codec FFmpeg does not know")
+        if astream is not None and astream.codec_context is None:
+            astream = None  # a sound FFmpeg cannot decode is left out, as if there were none
         video = None
         if vstream is not None:
             ctx = vstream.codec_context
@@ -190,15 +211,22 @@ def probe(path: Path, label: str, limits: Limits | None = None) -> MediaInfo:
                     f"{label}: {width}x{height} is over the limit of "
                     f"{limits.max_input_side}x{limits.max_input_side} pixels"
                 )
-            rotation = _first_frame_rotation(container, vstream, label)
+            first = _first_frame(container, vstream, label)
+            tags = read_tags(ctx, first, _codec_tag(ctx))
+            plan_for(tags, width, height, label)  # refuses HDR it cannot map, early
             video = VideoInfo(
                 width=width,
                 height=height,
-                rotation=rotation,
+                rotation=normalise_rotation(first.rotation),
                 codec=ctx.name,
                 pix_fmt=ctx.format.name if ctx.format is not None else None,
                 rate=vstream.average_rate or vstream.guessed_rate,
                 still=format_name in STILL_DEMUXERS,
+                colour=tags,
+                sar=_sample_aspect(vstream, label),
+                interlaced=int(ctx.field_order or 0) >= 2 or bool(first.interlaced_frame),
+                field_order=int(ctx.field_order or 0),
+                start=_start(vstream),
             )
         audio = None
         if astream is not None and astream.codec_context.sample_rate:
@@ -210,11 +238,12 @@ def probe(path: Path, label: str, limits: Limits | None = None) -> MediaInfo:
     return MediaInfo(path, label, format_name, duration, size, video, audio)
 
 
-def _first_frame_rotation(container: av.container.InputContainer, stream: Any, label: str) -> int:
-    """Decode the first frame: proves the stream decodes and reads its display matrix."""
+def _first_frame(container: av.container.InputContainer, stream: Any, label: str) -> Any:
+    """Decode the first frame: proves the stream decodes; its display matrix and colour tags
+    are read from it."""
     try:
         for frame in container.decode(stream):
-            return normalise_rotation(frame.rotation)
+            return frame
     except av.error.FFmpegError as exc:
         raise av_error(label, exc) from exc
     raise InputUnreadable(f"{label}: the video stream has no decodable frame")
@@ -225,3 +254,26 @@ def normalise_rotation(degrees: float | None) -> int:
     if not degrees:
         return 0
     return round(degrees / 90.0) * 90 % 360
+
+
+def _codec_tag(ctx: Any) -> str | None:
+    tag = getattr(ctx, "codec_tag", None)
+    return str(tag) if tag else None
+
+
+def _sample_aspect(stream: Any, label: str) -> Fraction:
+    """The stream's sample aspect ratio (container first, then bitstream); 1 when unset or
+    implausible (outside 1:4 to 4:1, logged)."""
+    for value in (stream.sample_aspect_ratio, stream.codec_context.sample_aspect_ratio):
+        if value:
+            sar = Fraction(value)
+            if Fraction(1, 4) <= sar <= 4:
+                return sar
+            log.warning("%s: ignoring implausible sample aspect ratio %s", label, sar)
+    return Fraction(1)
+
+
+def _start(stream: Any) -> float:
+    if stream.start_time is None or stream.time_base is None:
+        return 0.0
+    return float(stream.start_time * stream.time_base)

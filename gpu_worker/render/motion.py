@@ -21,7 +21,7 @@ from PIL import Image
 
 from gpu_worker.job import Easing, Fit, Motion, MotionKind, Quality
 from gpu_worker.render.clips import FrameSource
-from gpu_worker.render.composite import U8, planes_of
+from gpu_worker.render.composite import U8, planes_of, to_frame
 from gpu_worker.render.geometry import cover_crop
 
 # The resampling filter by output quality: bilinear costs about half of bicubic a frame
@@ -142,7 +142,7 @@ class MotionSampler:
         half = (x0 * kx, y0 * ky, x1 * kx, y1 * ky)
         pu[...] = np.asarray(u_img.resize((w // 2, h // 2), self.filter, box=half))
         pv[...] = np.asarray(v_img.resize((w // 2, h // 2), self.filter, box=half))
-        result = av.VideoFrame.from_numpy_buffer(out, format="yuv420p")
+        result = to_frame(out, w, h)
         result.pts = frame.pts
         if frame.time_base is not None:
             result.time_base = frame.time_base

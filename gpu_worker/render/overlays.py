@@ -33,7 +33,7 @@ from gpu_worker.job import Job, Overlay
 from gpu_worker.limits import Limits
 from gpu_worker.render import fonts
 from gpu_worker.render.composite import to_yuv_sprite
-from gpu_worker.render.files import stat_input
+from gpu_worker.render.files import BoundedReader, stat_input
 from gpu_worker.render.layers import SpriteLayer
 
 RASTER_FORMATS = {"PNG", "JPEG", "WEBP"}
@@ -210,8 +210,13 @@ def _check_side(label: str, width: float, height: float, limits: Limits) -> None
 
 
 def _raster(path: Path, label: str, limits: Limits) -> Image.Image:
+    with BoundedReader(path) as handle:
+        return _raster_from(handle, label, limits)
+
+
+def _raster_from(handle: BoundedReader, label: str, limits: Limits) -> Image.Image:
     try:
-        image = Image.open(path)
+        image = Image.open(handle)
     except Image.DecompressionBombError as exc:
         side = limits.max_input_side
         raise LimitExceeded(

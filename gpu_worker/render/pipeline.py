@@ -39,16 +39,19 @@ from gpu_worker.errors import (
     LimitExceeded,
     UnsupportedInput,
 )
-from gpu_worker.job import Job, Output, TransitionType
+from gpu_worker.job import Cue, Job, Output, Text, TransitionType
 from gpu_worker.limits import Limits
 from gpu_worker.render import audio as soundtrack
-from gpu_worker.render import fonts, transitions
+from gpu_worker.render import transitions
+from gpu_worker.render.captions import CaptionLayer, caption_layer, load_caption_font
 from gpu_worker.render.clips import ClipReader, FrameSource, Prefetcher, clip_length
 from gpu_worker.render.composite import (
     U8,
+    YuvSprite,
     darken,
     frame_pixels,
     planes_of,
+    to_frame,
     to_yuv_sprite,
 )
 from gpu_worker.render.encoder import (
@@ -65,7 +68,8 @@ from gpu_worker.render.media import MediaInfo, probe
 from gpu_worker.render.motion import MotionReader, MotionSampler, base_size
 from gpu_worker.render.overlays import overlay_layers
 from gpu_worker.render.stages import StageClock, Stopwatch
-from gpu_worker.render.text import render_text
+from gpu_worker.render.subtitles import read_captions
+from gpu_worker.render.text import load_text_font, render_text
 from gpu_worker.render.timeline import (
     Layer,
     Placement,
@@ -123,6 +127,23 @@ class Inputs:
         path = Path(uri)
         return path if path.is_absolute() else self.base_dir / path
 
+    def probe(self, uri: str, label: str, limits: Limits) -> MediaInfo:
+        """What the input ``uri`` holds (a long-lived caller may remember it)."""
+        return probe(self.path(uri, label), uri, limits)
+
+    def text_sprite(
+        self, spec: Text, index: int, width: int, height: int, font_file: Path | None
+    ) -> YuvSprite:
+        """Text ``index`` drawn and placed in a ``width`` x ``height`` frame, ready to blend
+        (a long-lived caller may remember it)."""
+        sprite = render_text(spec, index, width, height, font_file)
+        return to_yuv_sprite(sprite.image, sprite.x, sprite.y)
+
+    def overlay_layers(self, job: Job, limits: Limits, duration: float) -> list[SpriteLayer]:
+        """The job's overlays drawn and placed, ready to blend (a long-lived caller may
+        remember them)."""
+        return overlay_layers(job, self.path, limits, duration)
+
 
 @dataclass
 class Composition:
@@ -139,11 +160,13 @@ class Composition:
     input_bytes: int
     decoder: str = "auto"  # auto | nvdec | cpu
     overlays: list[SpriteLayer] = field(default_factory=list)
+    captions: CaptionLayer | None = None
 
     @property
     def drawables(self) -> list[Drawable]:
-        """What is drawn over the clips, bottom first: the overlays, then the texts."""
-        return [*self.overlays, *self.texts]
+        """What is drawn over the clips, bottom first: the overlays, the texts, the captions."""
+        top = [self.captions] if self.captions is not None else []
+        return [*self.overlays, *self.texts, *top]
 
     @property
     def output(self) -> Output:
@@ -190,6 +213,7 @@ class Composition:
             start_at=start_at,
             decoder=self.decoder,
             also=more,
+            fps=self.fps,
         )
         if clip.motion is None:
             return reader
@@ -229,7 +253,7 @@ class Composition:
             planes = planes_of(arr, w, h)
             for drawable in self.drawables:
                 drawable.draw(planes, t)
-            out = av.VideoFrame.from_numpy_buffer(arr, format="yuv420p")
+            out = to_frame(arr, w, h)
         out.pts = n
         out.time_base = Fraction(1, self.fps)
         return out
@@ -252,16 +276,17 @@ class Composition:
 def prepare(
     job: Job, inputs: Inputs, limits: Limits | None = None, clock: StageClock | None = None
 ) -> Composition:
-    """Probe every input, lay out the timeline and draw the texts (once per job); for a job
-    with several outputs, its first rendition."""
+    """Read the caption file, probe every input, lay out the timeline and draw the texts
+    (once per job); for a job with several outputs, its first rendition."""
     return prepare_renditions(job, inputs, limits, clock)[0]
 
 
 def prepare_renditions(
     job: Job, inputs: Inputs, limits: Limits | None = None, clock: StageClock | None = None
 ) -> list[Composition]:
-    """One composition per output of the job, in order: inputs probed and the timeline laid
-    out once, overlays and texts drawn for each rendition's size."""
+    """One composition per output of the job, in order: the caption file read, inputs
+    probed and the timeline laid out once, overlays, texts and captions drawn for each
+    rendition's size."""
     limits = limits or Limits()
     clock = clock or StageClock()
     if len(job.clips) > limits.max_clips:
@@ -270,6 +295,10 @@ def prepare_renditions(
         raise LimitExceeded(f"{len(job.texts)} texts; the limit is {limits.max_texts}")
     if len(job.overlays) > limits.max_overlays:
         raise LimitExceeded(f"{len(job.overlays)} overlays; the limit is {limits.max_overlays}")
+    cues = job.captions.cues if job.captions is not None else None
+    if job.captions is not None and job.captions.uri is not None:  # a bad file fails first
+        path = inputs.path(job.captions.uri, "captions.uri")
+        cues = read_captions(path, "captions.uri", limits)
     infos: list[MediaInfo] = []
     music: MediaInfo | None = None
     probed: dict[Path, MediaInfo] = {}  # each distinct file is probed once per job
@@ -277,10 +306,19 @@ def prepare_renditions(
     def probe_once(uri: str, label: str) -> MediaInfo:
         path = inputs.path(uri, label)
         if path not in probed:
-            probed[path] = probe(path, uri, limits)
+            probed[path] = inputs.probe(uri, label, limits)
         return probed[path]
 
+    font_files: dict[int, Path] = {}
     with clock.stage("probe") as attrs:
+        for i, spec in enumerate(job.texts):  # fonts first: a broken one fails before decoding
+            if spec.font_uri is not None:
+                path = inputs.path(spec.font_uri, f"texts[{i}].font_uri")
+                font_files[i] = load_text_font(spec, path)
+        caption_font = None
+        if job.captions is not None and job.captions.font_uri is not None and cues:
+            path = inputs.path(job.captions.font_uri, "captions.font_uri")
+            caption_font = load_caption_font(job.captions, cues, path)
         for i, clip in enumerate(job.clips):
             infos.append(probe_once(clip.uri, f"clips[{i}]"))
         if job.audio is not None and job.audio.uri is not None:
@@ -288,8 +326,10 @@ def prepare_renditions(
             if music.audio is None:
                 raise InvalidJob(f"audio: {job.audio.uri} has no audio stream")
         attrs["inputs"] = len(probed)
+    # No rendition may show a frozen last frame: the slack is one frame of the fastest.
+    fastest = max(o.fps for o in job.renditions)
     lengths = [
-        clip_length(clip, info, i)
+        clip_length(clip, info, i, fastest)
         for i, (clip, info) in enumerate(zip(job.clips, infos, strict=True))
     ]
     transitions = [(c.transition.type, c.transition.duration) for c in job.clips]
@@ -310,7 +350,20 @@ def prepare_renditions(
     input_bytes = sum(info.size_bytes for info in probed.values())
     views = [job] if job.outputs is None else [job.for_output(o) for o in job.renditions]
     return [
-        _drawn(view, inputs, limits, clock, infos, placements, duration, music, input_bytes)
+        _drawn(
+            view,
+            inputs,
+            limits,
+            clock,
+            infos,
+            placements,
+            duration,
+            music,
+            input_bytes,
+            font_files,
+            cues,
+            caption_font,
+        )
         for view in views
     ]
 
@@ -325,14 +378,18 @@ def _drawn(
     duration: float,
     music: MediaInfo | None,
     input_bytes: int,
+    font_files: Mapping[int, Path],
+    cues: list[Cue] | None,
+    caption_font: Path | None,
 ) -> Composition:
-    """The composition of a one-output ``job``: its overlays and texts drawn for its size."""
+    """The composition of a one-output ``job``: its overlays, texts and captions drawn
+    for its size."""
     output = job.renditions[0]
     frames = frame_count(duration, output.fps)
     duration_out = frames / output.fps
     texts: list[SpriteLayer] = []
     with clock.stage("render_text") as attrs:  # every sprite: overlays, then texts
-        overlays = overlay_layers(job, inputs.path, limits, duration_out)
+        overlays = inputs.overlay_layers(job, limits, duration_out)
         attrs["overlays"] = len(overlays)
         for i, spec in enumerate(job.texts):
             if spec.start >= duration_out:
@@ -340,13 +397,7 @@ def _drawn(
                     f"texts[{i}]: starts at {spec.start:g} s, after the video ends "
                     f"({duration_out:.3f} s)"
                 )
-            font_file = None
-            if spec.font_uri is not None:
-                font_file = fonts.load_font_file(
-                    inputs.path(spec.font_uri, f"texts[{i}].font_uri")
-                ).path
-            sprite = render_text(spec, i, output.width, output.height, font_file)
-            yuv = to_yuv_sprite(sprite.image, sprite.x, sprite.y)
+            yuv = inputs.text_sprite(spec, i, output.width, output.height, font_files.get(i))
             end = min(spec.end, duration_out) if spec.end is not None else duration_out
             texts.append(
                 SpriteLayer(
@@ -360,6 +411,9 @@ def _drawn(
                 )
             )
         attrs["texts"] = len(texts)
+        captions = _caption_layer(job, cues, caption_font, duration_out)
+        if captions is not None:
+            attrs["caption_pages"] = len(captions.pages)
     return Composition(
         job,
         infos,
@@ -371,7 +425,23 @@ def _drawn(
         limits,
         input_bytes,
         overlays=overlays,
+        captions=captions,
     )
+
+
+def _caption_layer(
+    job: Job, cues: list[Cue] | None, font_file: Path | None, duration: float
+) -> CaptionLayer | None:
+    """The job's captions laid out for its output (``cues``: given, or read from the file;
+    ``font_file``: its checked ``font_uri`` file)."""
+    spec = job.captions
+    if spec is None or cues is None:
+        return None
+    labels = None
+    if spec.uri is not None:
+        labels = [f"captions.uri (the cue at {cue.start:.3f} s)" for cue in cues]
+    width, height = job.renditions[0].width, job.renditions[0].height  # one rendition's
+    return caption_layer(spec, cues, width, height, duration, font_file, labels)
 
 
 def soundtrack_of(comp: Composition) -> soundtrack.Mixer:
@@ -389,6 +459,8 @@ def soundtrack_of(comp: Composition) -> soundtrack.Mixer:
                 info.path,
                 clip.uri,
                 start=clip.trim_start,
+                # On the picture's clock: sound that starts after the first frame stays late.
+                origin=info.video.start if info.video is not None else None,
                 at=round(placement.start * soundtrack.RATE),
                 length=round(placement.length * soundtrack.RATE),
                 gain=clip.volume,
@@ -558,9 +630,11 @@ class _Writer:
         enc: EncoderChoice,
         out: av.container.OutputContainer,
         share: int = 1,
+        with_audio: bool = True,
     ) -> None:
         """``share``: how many renditions encode at once, each in its own thread; a CPU
-        encoder then takes its share of the cores instead of threads for all of them."""
+        encoder then takes its share of the cores instead of threads for all of them.
+        ``with_audio``: False for a segment of a split render (the joiner adds the sound)."""
         comp = self.comp = target.comp
         self.enc = enc
         self.out = out
@@ -577,8 +651,9 @@ class _Writer:
         ctx.color_trc = 1
         ctx.colorspace = 1
         ctx.color_range = 1  # limited ("tv")
-        self.astream = add_audio_stream(out, "aac", soundtrack.RATE)
-        self.astream.bit_rate = AUDIO_BITRATE
+        self.astream = add_audio_stream(out, "aac", soundtrack.RATE) if with_audio else None
+        if self.astream is not None:
+            self.astream.bit_rate = AUDIO_BITRATE
         self.poster_n = comp.poster_frame() if target.tmp_poster is not None else -1
         self.composite = {p.index: Stopwatch() for p in comp.placements}
         self.encode = {p.index: Stopwatch() for p in comp.placements}
@@ -601,6 +676,8 @@ class _Writer:
         self.audio(audio)
 
     def audio(self, frames: Sequence[av.AudioFrame]) -> None:
+        if self.astream is None:
+            return
         with self.audio_watch:
             for audio_frame in frames:
                 for packet in self.astream.encode(audio_frame):
@@ -612,6 +689,8 @@ class _Writer:
             for packet in _encode_video(self.enc, self.vstream, None):
                 self.out.mux(packet)
         self.audio(audio)
+        if self.astream is None:
+            return
         with self.audio_watch:
             for packet in self.astream.encode(None):
                 self.out.mux(packet)
@@ -677,10 +756,15 @@ def _encode(
     enc: EncoderChoice,
     clock: StageClock,
     progress: Progress | None,
+    span: range | None = None,
+    with_audio: bool = True,
 ) -> None:
-    """Write ``targets`` (renditions of one frame rate) from one decode of every clip."""
+    """Write frames ``span`` (default: all) of ``targets`` (renditions of one frame rate)
+    from one decode of every clip; a segment of a split render passes its frame range and
+    no audio (the joiner adds the soundtrack once)."""
     comp = targets[0].comp
     fps = comp.fps
+    span = span if span is not None else range(comp.frames)
     with contextlib.ExitStack() as stack:
         writers = [
             _Writer(
@@ -690,13 +774,14 @@ def _encode(
                     av.open(str(t.tmp), "w", format="mp4", options={"movflags": "+faststart"})
                 ),
                 share=len(targets),
+                with_audio=with_audio,
             )
             for t in targets
         ]
         feeds: list[_Writer | _ThreadedWriter] = list(writers)
         if len(writers) > 1:
             feeds = [_ThreadedWriter(w, f"{w.comp.width}x{w.comp.height}") for w in writers]
-        audio_frames = soundtrack_of(comp).frames()
+        audio_frames = soundtrack_of(comp).frames() if with_audio else iter(())
         pending_audio: av.AudioFrame | None = next(audio_frames, None)
 
         def audio_until(horizon: float) -> list[av.AudioFrame]:
@@ -710,26 +795,29 @@ def _encode(
         def copies(frames: list[av.AudioFrame], i: int) -> list[av.AudioFrame]:
             return frames if i == 0 else [_copy_audio(f) for f in frames]
 
-        plan = [layers_at(comp.placements, comp.time_of(n)) for n in range(comp.frames)]
+        plan = [layers_at(comp.placements, comp.time_of(n)) for n in span]
         wanted: dict[int, list[float]] = {p.index: [] for p in comp.placements}
         for layers in plan:
             for layer in layers:
                 wanted[layer.index].append(layer.local_time)
+        # A range starting mid-video opens each clip where the range first needs it.
+        starts = {i: times[0] if span.start and times else 0.0 for i, times in wanted.items()}
         others = [t.comp for t in targets[1:]]
 
         def open_prefetcher(index: int) -> Prefetcher:
-            return Prefetcher(comp.open_reader(index, also=others), wanted[index])
+            return Prefetcher(comp.open_reader(index, starts[index], also=others), wanted[index])
 
         readers: dict[int, Prefetcher] = {}
         try:
-            for n, layers in enumerate(plan):
+            for n, layers in zip(span, plan, strict=True):
                 active = {layer.index for layer in layers}
                 for index in sorted(i for i in readers if i < min(active)):  # finished
                     _close(readers.pop(index), index, clock, writers)
                 for index in sorted(active - readers.keys()):
                     readers[index] = open_prefetcher(index)
                 # Open the next clip a little ahead so its first frames are decoded in time.
-                upcoming = {la.index for la in plan[min(n + 2, len(plan) - 1)]} - active
+                ahead = min(n - span.start + 2, len(plan) - 1)
+                upcoming = {la.index for la in plan[ahead]} - active
                 for index in sorted(upcoming - readers.keys()):
                     readers[index] = open_prefetcher(index)
                 fitted = [(layer, readers[layer.index].next_all()) for layer in layers]
@@ -738,7 +826,7 @@ def _encode(
                 for i, feed in enumerate(feeds):
                     feed.step(n, [(layer, frames[i]) for layer, frames in fitted], copies(audio, i))
                 if progress is not None:
-                    progress(n + 1, comp.frames)
+                    progress(n + 1 - span.start, len(span))
             last = max(readers) if readers else comp.placements[-1].index
             rest = audio_until(math.inf)
             for i, feed in enumerate(feeds):
@@ -788,15 +876,30 @@ def preview_frame(
     inputs = Inputs(base_dir, fetched)
     comp = prepare(job, inputs, limits)
     comp.decoder = decoder
-    if at < 0 or at > comp.duration:
-        raise InvalidJob(f"--at {at:g} s is outside the video (0 to {comp.duration:.3f} s)")
-    n = min(comp.frames - 1, math.floor(at * comp.fps + 1e-6))
-    layers = layers_at(comp.placements, comp.time_of(n))
-    readers = {layer.index: comp.open_reader(layer.index, layer.local_time) for layer in layers}
+    n = frame_index(comp, at)
+    readers: list[FrameSource] = []
+
+    def fitted(layer: Layer) -> av.VideoFrame:
+        readers.append(comp.open_reader(layer.index, layer.local_time))
+        return readers[-1].frame_at(layer.local_time)
+
     try:
-        fitted = [(layer, readers[layer.index].frame_at(layer.local_time)) for layer in layers]
-        frame = comp.compose(n, fitted)
+        frame = frame_of(comp, n, fitted)
     finally:
-        for reader in readers.values():
+        for reader in readers:
             reader.close()
     return to_rgb_image(frame)
+
+
+def frame_index(comp: Composition, at: float) -> int:
+    """The output frame shown at ``at`` seconds (``invalid_job`` outside the video)."""
+    if at < 0 or at > comp.duration:
+        raise InvalidJob(f"--at {at:g} s is outside the video (0 to {comp.duration:.3f} s)")
+    return min(comp.frames - 1, math.floor(at * comp.fps + 1e-6))
+
+
+def frame_of(comp: Composition, n: int, fitted: Callable[[Layer], av.VideoFrame]) -> av.VideoFrame:
+    """Output frame ``n`` alone, its clips' fitted frames asked of ``fitted`` layer by layer
+    (bottom first): what ``preview`` shows, and what a caller keeping decoders open reuses."""
+    layers = layers_at(comp.placements, comp.time_of(n))
+    return comp.compose(n, [(layer, fitted(layer)) for layer in layers])

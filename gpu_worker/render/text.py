@@ -171,20 +171,78 @@ def wrap(text: str, measure: Callable[[str], float], max_width: float) -> list[s
     return lines
 
 
-def _check_glyphs(path: Path, text: str, index: int) -> None:
+def _check_glyphs(path: Path, text: str, label: str) -> None:
     missing = fonts.missing_glyphs(path, text)
     if missing:
         shown = " ".join(f"{c!r} (U+{ord(c):04X} {unicodedata.name(c, '?')})" for c in missing[:8])
         more = f" and {len(missing) - 8} more" if len(missing) > 8 else ""
-        raise GlyphMissing(f"texts[{index}]: the font {path.stem} has no glyph for {shown}{more}")
+        raise GlyphMissing(f"{label}: the font {path.stem} has no glyph for {shown}{more}")
+
+
+def load_text_font(text: Text, path: Path) -> Path:
+    """A text's own font file (its ``font_uri``, at ``path``): read with fontTools, then its
+    words shaped and drawn at the text's size and stroke, so that a broken font fails now as
+    ``input_unreadable``, naming it, and never in the middle of a render."""
+    name = text.font_uri or path.name
+    face = fonts.load_font_file(path, name)
+    stroke = text.stroke.width if text.stroke else 0.0
+    fonts.check_font(face.path, [(text.text, float(text.size), stroke)], name)
+    return face.path
+
+
+@dataclass(frozen=True)
+class Layout:
+    """A text set in lines and placed in the frame, not drawn yet.
+
+    Block coordinates have (0, 0) at the top-left of the line block; the block's origin sits at
+    (``left``, ``top``) in the frame and at (``ox``, ``oy``) in the sprite, whose top-left is
+    (``sx``, ``sy``) in the frame (even) and whose size is ``width`` x ``height`` (even).
+    """
+
+    text: Text
+    font_name: str  # how errors name the font: its font_uri, or its file's name
+    shaper: _Shaper
+    stroke: float
+    lines: list[str]
+    origins: list[tuple[float, float]]  # each line's left end on its baseline, block coords
+    box: Box  # what the anchor positions (the block, or the background around it)
+    left: float
+    top: float
+    placed: Box  # text, stroke and background in frame coordinates
+    sx: int
+    sy: int
+    width: int
+    height: int
+
+    @property
+    def ox(self) -> float:
+        return self.left - self.sx
+
+    @property
+    def oy(self) -> float:
+        return self.top - self.sy
 
 
 def render_text(
     text: Text, index: int, frame_w: int, frame_h: int, font_file: Path | None = None
 ) -> Sprite:
     """Draw one text overlay and place it in a ``frame_w`` x ``frame_h`` frame."""
+    return draw_layout(layout_text(text, f"texts[{index}]", frame_w, frame_h, font_file))
+
+
+def layout_text(
+    text: Text, label: str, frame_w: int, frame_h: int, font_file: Path | None = None
+) -> Layout:
+    """Shape, wrap and place ``text`` in a ``frame_w`` x ``frame_h`` frame (``label`` names
+    it in errors: a missing glyph, or a text that would leave the frame)."""
     path = font_path_for(text, font_file)
-    _check_glyphs(path, text.text, index)
+    _check_glyphs(path, text.text, label)
+    name = text.font_uri or path.name
+    with fonts.freetype_errors(name):
+        return _layout(text, label, frame_w, frame_h, path, name)
+
+
+def _layout(text: Text, label: str, frame_w: int, frame_h: int, path: Path, name: str) -> Layout:
     font = _font(path, float(text.size))
     shaper = _Shaper(font, text.letter_spacing)
     stroke = text.stroke.width if text.stroke else 0.0
@@ -230,7 +288,7 @@ def render_text(
         or (placed.bottom > frame_h + 0.5)
     ):
         raise TextOverflow(
-            f"texts[{index}] needs {math.ceil(content.width)}x{math.ceil(content.height)} px "
+            f"{label} needs {math.ceil(content.width)}x{math.ceil(content.height)} px "
             f"at x={text.x}, y={text.y} ({text.anchor.value}) and would leave the "
             f"{frame_w}x{frame_h} frame: use a smaller size, a shorter text or another position"
         )
@@ -245,12 +303,24 @@ def render_text(
     height = math.ceil(top + drawn.bottom) + margin - sy
     width += width % 2
     height += height % 2
-    ox, oy = left - sx, top - sy  # block origin inside the sprite
+    return Layout(
+        text, name, shaper, stroke, lines, origins, box, left, top, placed, sx, sy, width, height
+    )
 
-    image = Image.new("RGBA", (width, height), (0, 0, 0, 0))
+
+def draw_layout(lay: Layout) -> Sprite:
+    """Draw a laid-out text (background, shadow, stroke, fill) into its sprite."""
+    with fonts.freetype_errors(lay.font_name):
+        return _draw_layout(lay)
+
+
+def _draw_layout(lay: Layout) -> Sprite:
+    text, shaper, stroke = lay.text, lay.shaper, lay.stroke
+    ox, oy = lay.ox, lay.oy  # block origin inside the sprite
+    image = Image.new("RGBA", (lay.width, lay.height), (0, 0, 0, 0))
     if text.background:
         layer = Image.new("RGBA", image.size, (0, 0, 0, 0))
-        bg = box.shift(ox, oy)
+        bg = lay.box.shift(ox, oy)
         ImageDraw.Draw(layer).rounded_rectangle(
             (bg.left, bg.top, bg.right, bg.bottom),
             radius=min(text.background.radius, bg.width / 2, bg.height / 2),
@@ -260,7 +330,7 @@ def render_text(
     if text.shadow:
         mask = Image.new("L", image.size, 0)
         mask_draw = ImageDraw.Draw(mask)
-        for line, (x, baseline) in zip(lines, origins, strict=True):
+        for line, (x, baseline) in zip(lay.lines, lay.origins, strict=True):
             at = (x + ox + text.shadow.dx, baseline + oy + text.shadow.dy)
             shaper.draw(mask_draw, at, line, 255, stroke, 255)
         if text.shadow.blur > 0:
@@ -273,7 +343,15 @@ def render_text(
     draw = ImageDraw.Draw(layer)
     fill = parse_color(text.color)
     stroke_fill = parse_color(text.stroke.color) if text.stroke else None
-    for line, (x, baseline) in zip(lines, origins, strict=True):
+    for line, (x, baseline) in zip(lay.lines, lay.origins, strict=True):
         shaper.draw(draw, (x + ox, baseline + oy), line, fill, stroke, stroke_fill)
     image = Image.alpha_composite(image, layer)
-    return Sprite(image, sx, sy, placed)
+    return Sprite(image, lay.sx, lay.sy, lay.placed)
+
+
+def wrap_text(text: Text, frame_w: int, font_file: Path | None = None) -> list[str]:
+    """The lines ``text`` wraps into within its ``max_width`` of a ``frame_w`` wide frame."""
+    path = font_path_for(text, font_file)
+    with fonts.freetype_errors(text.font_uri or path.name):
+        font = _font(path, float(text.size))
+        return wrap(text.text, _Shaper(font, text.letter_spacing).width, text.max_width * frame_w)

@@ -14,7 +14,8 @@ def aws_client(service: str, settings: Settings) -> Any:
 
     config = Config(
         retries={"mode": "standard"},
-        max_pool_connections=max(10, 4 * settings.concurrency + 2),
+        # job threads and their heartbeats, plus the webhook thread's 10 attempts at once
+        max_pool_connections=max(10, 4 * settings.concurrency + 2) + 10,
         connect_timeout=10,
         read_timeout=max(60, settings.poll_wait + 10),
     )

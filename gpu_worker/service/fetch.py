@@ -89,7 +89,7 @@ class FontCache:
         self.folder.mkdir(parents=True, exist_ok=True)
         size = self.storage.download(item.s3, path, item.label, FONT_MAX_BYTES)
         try:
-            fonts.load_font_file(path)
+            fonts.load_font_file(path, item.uri)
         except Exception:
             path.unlink(missing_ok=True)
             raise

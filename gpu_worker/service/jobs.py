@@ -1,5 +1,9 @@
 """One job from message body to outcome: fetch the inputs, render, upload, send the webhook.
 
+An output an earlier attempt of the same job already uploaded is not rendered again (see
+:mod:`gpu_worker.service.outputs`); a webhook not delivered at once is handed to the durable
+retry path before the message is deleted (:mod:`gpu_worker.service.deliveries`).
+
 The decision of what a failure means lives here: a permanent error (the job's fault) sends
 ``video.failed`` and deletes the message; a transient one is retried, and on the queue's last
 attempt ``video.failed`` is sent before SQS dead-letters it. While a job runs, a heartbeat
@@ -27,15 +31,17 @@ from gpu_worker.job import Job, decode_job_text, parse_job
 from gpu_worker.render.encoder import SOFTWARE, EncoderChoice, choose_encoder
 from gpu_worker.render.pipeline import RenderResult
 from gpu_worker.service import webhook
+from gpu_worker.service.deliveries import DurableSender
 from gpu_worker.service.fetch import FontCache, fetch_inputs, plan_inputs
 from gpu_worker.service.health import Health
 from gpu_worker.service.heartbeat import Heartbeat
 from gpu_worker.service.messages import JobContext, Outcome, best_effort
+from gpu_worker.service.outputs import Rendered, find_rendered
 from gpu_worker.service.protection import TaskProtection
 from gpu_worker.service.queue import JobQueue
+from gpu_worker.service.segments import HandedOn, Segments
 from gpu_worker.service.shutdown import Released, Shutdown, finish_in_time
 from gpu_worker.service.storage import Storage
-from gpu_worker.service.webhook import WebhookSender
 from gpu_worker.settings import Settings
 
 log = logging.getLogger(__name__)
@@ -50,7 +56,7 @@ class JobRunner:
         *,
         queue: JobQueue,
         storage: Storage,
-        webhooks: WebhookSender,
+        webhooks: DurableSender,
         protection: TaskProtection,
         shutdown: Shutdown,
         health: Health,
@@ -69,6 +75,7 @@ class JobRunner:
         self.max_receives: int | None = settings.max_receives
         self.root: Path | None = None  # the worker's scratch folder, set by Worker.open()
         self.font_cache: FontCache | None = None
+        self.segments: Segments | None = None  # the split path, for long jobs
 
     def process(self, ctx: JobContext, body: str) -> Outcome:
         """Run the job in ``body`` to its outcome; ``ctx.error`` says why when it failed."""
@@ -87,6 +94,9 @@ class JobRunner:
                 return Outcome.COMPLETED
             except Released:
                 return Outcome.RELEASED
+            except HandedOn as exc:  # another delivery of this job joins it and notifies
+                log.info("job %s: %s", ctx.job_id, exc)
+                return Outcome.COMPLETED
             except GpuWorkerError as exc:
                 ctx.error = exc
             except Exception as exc:
@@ -96,6 +106,8 @@ class JobRunner:
             if self.shutdown.abandoned(ctx.message_id):
                 return Outcome.RELEASED  # released at the stop deadline: not ours to settle
             if error.permanent:
+                if self.segments is not None:
+                    self.segments.cleanup(ctx)  # a failed split leaves nothing behind
                 self._notify(ctx, webhook.FAILED, error=error, metadata=metadata)
                 return Outcome.FAILED
             if self._last_attempt(ctx):
@@ -110,6 +122,32 @@ class JobRunner:
         """Fetch, render, upload, notify; raises on any failure."""
         assert self.root is not None and self.font_cache is not None, "open() the worker first"
         output_uris, inputs = plan_inputs(job, self.settings.allowed_buckets)
+        # Every rendition must already be there (each uploaded with its own record) for the
+        # render to be skipped; any one missing renders them all again.
+        found: list[Rendered] = []
+        with ctx.clock.stage("output_check", uri=str(output_uris[0])) as check:
+            for output_uri in output_uris:
+                done = find_rendered(self.storage, job, output_uri)
+                if done is None:
+                    break
+                found.append(done)
+            check["found"] = len(found) == len(output_uris)
+        if len(found) == len(output_uris):  # an earlier attempt uploaded them, then died
+            log.info(
+                "job %s: %s already its output; not rendered again",
+                job.job_id,
+                ", ".join(str(uri) for uri in output_uris),
+            )
+            done_outputs = [d.output(uri) for d, uri in zip(found, output_uris, strict=True)]
+            self._notify(
+                ctx,
+                webhook.COMPLETED,
+                output=done_outputs[0],
+                outputs=done_outputs if job.outputs is not None else None,
+                encoder=found[0].encoder,
+                metadata=job.metadata,
+            )
+            return
         folder = Path(tempfile.mkdtemp(prefix="job-", dir=self.root))
         try:
             fetched = fetch_inputs(
@@ -125,24 +163,20 @@ class JobRunner:
             result = self._render(ctx, job, folder, fetched)
             ctx.result = result
             written: list[Mapping[str, Any]] = []
-            for done, output_uri in zip(result.all, output_uris, strict=True):
-                poster_uri = output_uri.sibling(".jpg") if done.poster is not None else None
-                with ctx.clock.stage("upload", uri=str(output_uri), bytes=done.size_bytes) as attrs:
-                    if done.poster is not None and poster_uri is not None:
-                        self.storage.upload(done.poster, poster_uri, "image/jpeg")
-                        attrs["bytes"] += done.poster.stat().st_size
-                    self.storage.upload(done.output, output_uri, "video/mp4")
-                written.append(
-                    {
-                        "uri": str(output_uri),
-                        "duration": round(done.duration, 3),
-                        "width": done.width,
-                        "height": done.height,
-                        "fps": done.fps,
-                        "size_bytes": done.size_bytes,
-                        "poster_uri": str(poster_uri) if poster_uri is not None else None,
-                    }
-                )
+            for video, output_uri in zip(result.all, output_uris, strict=True):
+                rendered = Rendered.of(video)
+                poster_uri = output_uri.sibling(".jpg") if video.poster is not None else None
+                size = video.size_bytes
+                with ctx.clock.stage("upload", uri=str(output_uri), bytes=size) as attrs:
+                    if video.poster is not None and poster_uri is not None:
+                        self.storage.upload(video.poster, poster_uri, "image/jpeg")
+                        attrs["bytes"] += video.poster.stat().st_size
+                    self.storage.upload(
+                        video.output, output_uri, "video/mp4", metadata=rendered.metadata(job)
+                    )
+                written.append(rendered.output(output_uri))
+            if self.segments is not None:
+                self.segments.cleanup(ctx)  # the temporary segments, once the output is up
         finally:
             shutil.rmtree(folder, ignore_errors=True)
         self._notify(
@@ -171,9 +205,15 @@ class JobRunner:
             "clock": ctx.clock,
         }
         try:
+            encoder = self.encoder_for(self.settings.encoder)
+            if self.segments is not None:
+                split = self.segments.render(ctx, job, folder, fetched, encoder, self._stop_point)
+                if split is not None:
+                    self.health.rendered(fallback=False)
+                    return split
             result = self.render(
                 job,
-                encoder=self.encoder_for(self.settings.encoder),
+                encoder=encoder,
                 decoder=self.settings.decoder,
                 progress=self._progress(job.job_id),
                 **common,
@@ -242,11 +282,15 @@ class JobRunner:
         if self.shutdown.requested:
             deadline = time.monotonic() + max(1.0, self.shutdown.left())
         with ctx.clock.stage("webhook", type=event_type) as attrs:
-            ctx.delivery = self.webhooks.send(payload, subject=ctx.subject, deadline=deadline)
+            ctx.delivery = self.webhooks.send(
+                payload, subject=ctx.subject, deadline=deadline, traceparent=ctx.trace_handle
+            )
             attrs.update(
                 webhook_id=ctx.delivery.webhook_id,
                 delivered=ctx.delivery.delivered,
                 attempts=ctx.delivery.attempts,
+                pending=ctx.delivery.pending,
+                dead_lettered=ctx.delivery.dead_lettered,
             )
 
     def _last_attempt(self, ctx: JobContext) -> bool:

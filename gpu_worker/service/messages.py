@@ -2,7 +2,9 @@
 
 Each message gets exactly one explicit :class:`Outcome`, and only the first two delete it:
 
-    completed   rendered, uploaded, ``video.completed`` sent           → deleted
+    completed   rendered (or found already uploaded by an earlier
+                attempt), ``video.completed`` sent or handed to the
+                webhook retry queue                                   → deleted
     failed      a permanent error (bad job, bad input, limits);
                 ``video.failed`` sent                                 → deleted
     retry       a transient error; visible again after a growing delay,
@@ -64,6 +66,15 @@ class JobContext:
     result: RenderResult | None = None
     delivery: webhook.Delivery | None = None
     fallback: str | None = None  # why the GPU path failed, when the job was rendered on the CPU
+    segment: int | None = None  # the segment's index, when the message is a part of a split job
+    # The job's own trace (a W3C traceparent) when a telemetry hook gave one: webhook
+    # attempts made later, from the retry queue, are traced under it.
+    own_traceparent: str | None = None
+
+    @property
+    def trace_handle(self) -> str | None:
+        """The trace a later webhook attempt belongs to: the job's own, else the backend's."""
+        return self.own_traceparent or self.traceparent
 
     @property
     def queue_wait(self) -> float | None:

@@ -180,13 +180,32 @@ class Storage:
         finally:
             body.close()
 
-    def upload(self, path: Path, uri: S3Uri, content_type: str) -> None:
+    def head(self, uri: S3Uri, label: str) -> dict[str, Any] | None:
+        """The object's HEAD answer (``ContentLength``, ``Metadata``...), None when absent."""
+        try:
+            head: dict[str, Any] = self.client.head_object(Bucket=uri.bucket, Key=uri.key)
+        except Exception as exc:
+            error = s3_error(exc, f"{label}: {uri}")
+            if isinstance(error, InputNotFound):
+                return None
+            raise error from exc
+        return head
+
+    def upload(
+        self,
+        path: Path,
+        uri: S3Uri,
+        content_type: str,
+        metadata: dict[str, str] | None = None,
+    ) -> None:
         """Upload ``path`` to ``uri``, straight to its key: S3 makes a PUT or a completed
         multipart upload visible at once and whole, so no reader ever sees a part of it (a
-        failed multipart upload is aborted by boto3 and leaves nothing)."""
+        failed multipart upload is aborted by boto3 and leaves nothing). ``metadata``: S3
+        user metadata (``x-amz-meta-*``), written with the object in the same request."""
+        extra: dict[str, Any] = {"ContentType": content_type}
+        if metadata:
+            extra["Metadata"] = metadata
         try:
-            self.client.upload_file(
-                str(path), uri.bucket, uri.key, ExtraArgs={"ContentType": content_type}
-            )
+            self.client.upload_file(str(path), uri.bucket, uri.key, ExtraArgs=extra)
         except Exception as exc:
             raise s3_error(exc, f"upload {uri}") from exc

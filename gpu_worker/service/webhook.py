@@ -2,8 +2,9 @@
 the guard that keeps them away from loopback, private and metadata addresses.
 
 A webhook's id is derived from the job and the event type, so a job delivered twice sends the
-same id and the backend can de-duplicate. Delivery never raises: a webhook that finally fails
-is logged with the job id and reported in :class:`Delivery`; the video is already in S3.
+same id and the backend can de-duplicate. Delivery never raises: a webhook that is not
+delivered is reported in :class:`Delivery` (and handed on to the durable retry path of
+:mod:`gpu_worker.service.deliveries`); the video is already in S3.
 The host is resolved once per attempt, every address checked, and the connection made to the
 checked address (no second lookup an attacker could answer differently); redirects are never
 followed.
@@ -170,14 +171,36 @@ def resolve(host: str, port: int, allow_private: bool) -> list[str]:
 
 
 @dataclass(frozen=True)
+class Attempt:
+    """One POST of a webhook: when, and what came back (``status`` None: no answer)."""
+
+    at: float  # epoch seconds
+    status: int | None
+    error: str | None
+    retryable: bool
+    retry_after: float | None = None  # seconds the receiver asked for (Retry-After)
+
+    @property
+    def delivered(self) -> bool:
+        return self.status is not None and 200 <= self.status < 300
+
+
+@dataclass(frozen=True)
 class Delivery:
-    """How sending one webhook ended."""
+    """How sending one webhook ended: delivered, or not (then ``retryable`` says whether a
+    later attempt may succeed); ``pending`` once handed to the retry queue, ``dead_lettered``
+    once given up (see :mod:`gpu_worker.service.deliveries`)."""
 
     webhook_id: str
     delivered: bool
     attempts: int
     status: int | None = None
     error: str | None = None
+    retryable: bool = False
+    retry_after: float | None = None
+    log: tuple[Attempt, ...] = ()
+    pending: bool = False
+    dead_lettered: bool = False
 
 
 class WebhookSender:
@@ -237,46 +260,86 @@ class WebhookSender:
     ) -> Delivery:
         """Deliver ``payload`` (its ``type`` decides the id with ``subject``, the job id)."""
         msg_id = webhook_id(subject, str(payload["type"]))
-        body = encode_body(payload)
-        give_up_at = time.monotonic() + self.total_timeout
+        label = f"{payload['type']} for job {subject}"
+        return self.send_body(msg_id, encode_body(payload), label=label, deadline=deadline)
+
+    def send_body(
+        self,
+        msg_id: str,
+        body: bytes,
+        *,
+        label: str,
+        deadline: float | None = None,
+        total_timeout: float | None = None,
+    ) -> Delivery:
+        """POST ``body`` under ``msg_id`` until delivered, refused for good, or out of time
+        (``total_timeout``, default the sender's; ``deadline``, a monotonic time)."""
+        give_up_at = time.monotonic() + (
+            self.total_timeout if total_timeout is None else total_timeout
+        )
         if deadline is not None:
             give_up_at = min(give_up_at, deadline)
-        attempt, status, error = 0, None, None
+        log_: list[Attempt] = []
         while True:
-            attempt += 1
-            retry_after = None
-            try:
-                status, retry_after_header = self._post(msg_id, body, give_up_at)
-                if 200 <= status < 300:
-                    log.info("webhook %s %s delivered (%s)", payload["type"], msg_id, subject)
-                    return Delivery(msg_id, True, attempt, status)
-                error = f"HTTP {status}"
-                retryable = status in RETRY_STATUSES
-                retry_after = parse_retry_after(retry_after_header, time.time())
-            except TransientError as exc:
-                error, retryable = exc.message, True
-            except GpuWorkerError as exc:
-                error, retryable = exc.message, False
+            attempt = self.attempt(msg_id, body, give_up_at)
+            log_.append(attempt)
+            if attempt.delivered:
+                log.info("webhook %s %s delivered", label, msg_id)
+                return Delivery(msg_id, True, len(log_), attempt.status, log=tuple(log_))
             delay = (
-                retry_after
-                if retry_after is not None
+                attempt.retry_after
+                if attempt.retry_after is not None
                 else retry_delay(
-                    attempt, base=self.base_delay, cap=self.max_delay, jitter=self.jitter()
+                    len(log_), base=self.base_delay, cap=self.max_delay, jitter=self.jitter()
                 )
             )
-            if not retryable or time.monotonic() + delay >= give_up_at:
-                log.error(
-                    "webhook %s for job %s not delivered after %d attempt(s): %s",
-                    payload["type"],
-                    subject,
-                    attempt,
-                    error,
+            if not attempt.retryable or time.monotonic() + delay >= give_up_at:
+                log.warning(
+                    "webhook %s (%s) not delivered after %d attempt(s): %s",
+                    label,
+                    msg_id,
+                    len(log_),
+                    attempt.error,
                 )
-                return Delivery(msg_id, False, attempt, status, error)
-            log.warning(
-                "webhook %s attempt %d failed (%s); again in %.1f s", msg_id, attempt, error, delay
+                return Delivery(
+                    msg_id,
+                    False,
+                    len(log_),
+                    attempt.status,
+                    attempt.error,
+                    retryable=attempt.retryable,
+                    retry_after=attempt.retry_after,
+                    log=tuple(log_),
+                )
+            log.info(
+                "webhook %s attempt %d failed (%s); again in %.1f s",
+                msg_id,
+                len(log_),
+                attempt.error,
+                delay,
             )
             self.sleep(delay)
+
+    def attempt(self, msg_id: str, body: bytes, give_up_at: float | None = None) -> Attempt:
+        """One signed POST (a fresh timestamp and signature); never raises."""
+        at = time.time()
+        if give_up_at is None:
+            give_up_at = time.monotonic() + self.attempt_timeout
+        try:
+            status, retry_after_header = self._post(msg_id, body, give_up_at)
+        except TransientError as exc:
+            return Attempt(at, None, exc.message, True)
+        except GpuWorkerError as exc:
+            return Attempt(at, None, exc.message, False)
+        if 200 <= status < 300:
+            return Attempt(at, status, None, False)
+        return Attempt(
+            at,
+            status,
+            f"HTTP {status}",
+            status in RETRY_STATUSES,
+            parse_retry_after(retry_after_header, time.time()),
+        )
 
     def _post(self, msg_id: str, body: bytes, give_up_at: float) -> tuple[int, str | None]:
         """One POST to a checked address; network faults raise ``TransientError``."""

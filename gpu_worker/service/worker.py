@@ -5,7 +5,9 @@ outcome by :class:`~gpu_worker.service.jobs.JobRunner` and settled with SQS by
 :class:`~gpu_worker.service.queue.JobQueue` (outcomes: :mod:`gpu_worker.service.messages`).
 SIGTERM stops polling; a job in hand is finished if it can end before the stop deadline, else
 released. A worker killed outright loses nothing: SQS hands the message out again. Every job
-runs inside ``job_hooks(JobContext)``, the one place telemetry plugs in.
+runs inside ``job_hooks(JobContext)``, the one place telemetry plugs in (and every queued
+webhook attempt inside ``delivery_hooks``: a :class:`~gpu_worker.service.deliveries.Deliverer`
+thread delivers those beside the render threads).
 """
 
 from __future__ import annotations
@@ -25,6 +27,12 @@ from gpu_worker.render.decoder import choose_decoder
 from gpu_worker.render.encoder import EncoderChoice, choose_encoder
 from gpu_worker.render.pipeline import RenderResult, render_job
 from gpu_worker.service.aws import aws_client
+from gpu_worker.service.deliveries import (
+    Deliverer,
+    DeliveryHooks,
+    DurableSender,
+    WebhookQueues,
+)
 from gpu_worker.service.fetch import FontCache
 from gpu_worker.service.health import Health
 from gpu_worker.service.jobs import JobRunner
@@ -37,6 +45,7 @@ from gpu_worker.service.messages import (
 )
 from gpu_worker.service.protection import TaskProtection
 from gpu_worker.service.queue import JobQueue
+from gpu_worker.service.segments import Segments, segment_message
 from gpu_worker.service.shutdown import Shutdown
 from gpu_worker.service.storage import Storage
 from gpu_worker.service.webhook import WebhookSender
@@ -57,6 +66,7 @@ class Worker:
         webhooks: WebhookSender | None = None,
         protection: TaskProtection | None = None,
         job_hooks: JobHooks | None = None,
+        delivery_hooks: DeliveryHooks | None = None,
         render: Callable[..., RenderResult] = render_job,
         encoder_for: Callable[[str], EncoderChoice] = choose_encoder,
     ) -> None:
@@ -72,23 +82,40 @@ class Worker:
         self.shutdown = Shutdown(settings.stop_deadline)
         self.health = Health(settings.health_file, settings.poll_wait)
         self.storage = Storage(s3)
+        sender = webhooks or WebhookSender(
+            settings.webhook_url,
+            settings.webhook_key,
+            allow_private=settings.webhook_allow_private,
+            total_timeout=settings.webhook_timeout,
+        )
+        queues = None
+        self.deliverer: Deliverer | None = None
+        retry_url, dead_url = settings.webhook_queue_url, settings.webhook_dead_letter_url
+        if retry_url is not None and dead_url is not None:
+            queues = WebhookQueues(sqs, retry_url, dead_url)
+            self.deliverer = Deliverer(
+                queues,
+                sender,
+                schedule=settings.webhook_retry_schedule,
+                retry_hours=settings.webhook_retry_hours,
+                poll_wait=settings.poll_wait,
+                hooks=delivery_hooks,
+            )
         self.runner = JobRunner(
             settings,
             queue=self.queue,
             storage=self.storage,
-            webhooks=webhooks
-            or WebhookSender(
-                settings.webhook_url,
-                settings.webhook_key,
-                allow_private=settings.webhook_allow_private,
-                total_timeout=settings.webhook_timeout,
-            ),
+            webhooks=DurableSender(sender, queues, settings.webhook_retry_schedule),
             protection=protection or TaskProtection(settings.ecs_agent_uri),
             shutdown=self.shutdown,
             health=self.health,
             render=render,
             encoder_for=encoder_for,
         )
+        self.segments = Segments(
+            settings, queue=self.queue, storage=self.storage, encoder_for=encoder_for
+        )
+        self.runner.segments = self.segments
         self.job_hooks: JobHooks = job_hooks or no_hooks
         self.root: Path | None = None
         self._lock = threading.Lock()
@@ -96,12 +123,18 @@ class Worker:
         self._threads: list[threading.Thread] = []
 
     @classmethod
-    def from_settings(cls, settings: Settings, job_hooks: JobHooks | None = None) -> Worker:
+    def from_settings(
+        cls,
+        settings: Settings,
+        job_hooks: JobHooks | None = None,
+        delivery_hooks: DeliveryHooks | None = None,
+    ) -> Worker:
         return cls(
             settings,
             sqs=aws_client("sqs", settings),
             s3=aws_client("s3", settings),
             job_hooks=job_hooks,
+            delivery_hooks=delivery_hooks,
         )
 
     @property
@@ -118,17 +151,29 @@ class Worker:
         self.close()
 
     def open(self) -> None:
-        """Make this worker's scratch folder and learn the queue's last attempt."""
+        """Make this worker's scratch folder, learn the queue's last attempt, and start
+        delivering queued webhooks (stopped by :meth:`close`)."""
         self.settings.scratch_dir.mkdir(parents=True, exist_ok=True)
         self.root = Path(tempfile.mkdtemp(prefix="worker-", dir=self.settings.scratch_dir))
         self.runner.root = self.root
         self.runner.font_cache = FontCache(self.root / "fonts", self.storage)
+        self.segments.root, self.segments.font_cache = self.root, self.runner.font_cache
         if self.runner.max_receives is None:
             self.runner.max_receives = self.queue.redrive_max_receives()
+        if self.deliverer is not None:
+            self.deliverer.start()
+        else:
+            log.warning(
+                "no webhook queue (GPU_WORKER_WEBHOOK_QUEUE_URL): a webhook not delivered "
+                "within GPU_WORKER_WEBHOOK_TIMEOUT is logged and lost"
+            )
 
     def close(self) -> None:
-        """Remove the scratch folder, unless a job thread still runs in it (past the stop
-        deadline): then it is left for the process's end to make moot."""
+        """Stop delivering queued webhooks; remove the scratch folder, unless a job thread
+        still runs in it (past the stop deadline): then it is left for the process's end to
+        make moot."""
+        if self.deliverer is not None:
+            self.deliverer.stop()
         if self.root is None:
             return
         if any(thread.is_alive() for thread in self._threads):
@@ -215,9 +260,14 @@ class Worker:
                 self.queue.settle(ctx)
                 return ctx
             body = str(message.get("Body", ""))
-            ctx.job_id = peek_job_id(body)
+            segment = segment_message(body)
+            ctx.job_id = segment.job_id if segment is not None else peek_job_id(body)
+            ctx.segment = segment.index if segment is not None else None
             with self.job_hooks(ctx):
-                ctx.outcome = self.runner.process(ctx, body)
+                if segment is not None:  # a part of a long job another worker split
+                    ctx.outcome = self.segments.process(ctx, segment)
+                else:
+                    ctx.outcome = self.runner.process(ctx, body)
                 if self.shutdown.abandoned(ctx.message_id):
                     log.warning(
                         "message %s: ended after it was released at the stop deadline; "
@@ -231,6 +281,7 @@ class Worker:
         finally:
             with self._lock:
                 self._in_hand.pop(ctx.message_id, None)
+            self.segments.forget(ctx)  # a split kept for a retry is planned again then
         log.info(
             "job %s (message %s, attempt %d): %s%s",
             ctx.job_id or "-",
@@ -251,10 +302,14 @@ def check_codecs(settings: Settings) -> None:
         choose_decoder("h264", "nvdec")
 
 
-def serve(settings: Settings, job_hooks: JobHooks | None = None) -> int:
+def serve(
+    settings: Settings,
+    job_hooks: JobHooks | None = None,
+    delivery_hooks: DeliveryHooks | None = None,
+) -> int:
     """``gpu-worker serve``: serve until SIGTERM/SIGINT; the exit code."""
     check_codecs(settings)
-    worker = Worker.from_settings(settings, job_hooks=job_hooks)
+    worker = Worker.from_settings(settings, job_hooks=job_hooks, delivery_hooks=delivery_hooks)
 
     def stop(signum: int, frame: FrameType | None) -> None:
         worker.shutdown.request()
