@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -157,6 +158,9 @@ def test_validate_and_render_on_the_command_line(folder: Path) -> None:
     written = done.stdout.split()
     assert written == [str((folder / o["uri"]).resolve()) for o in data["outputs"]]
     assert all(Path(p).stat().st_size > 0 for p in written)
+    split = run_cli("render", "--quiet", "--segments", "2", str(folder / "job.json"))
+    assert split.returncode == 0, split.stderr  # rendered whole: one decode for every output
+    assert split.stdout.split() == written
 
     refused = run_cli("render", str(folder / "job.json"), "-o", str(folder / "x.mp4"))
     assert refused.returncode == 2 and "error invalid_job: -o names one file" in refused.stderr
@@ -195,3 +199,89 @@ def test_served_renditions_upload_each_and_list_them_in_the_webhook(
     assert listed[0]["duration"] == listed[1]["duration"]
     assert listed[1]["size_bytes"] == len(aws.get("out/square.mp4"))
     assert event["output"] == listed[0]
+
+
+def test_captions_are_laid_out_for_each_rendition(folder: Path) -> None:
+    data = renditions_job(SIZES[1:])
+    data["texts"] = []
+    data["captions"] = {
+        "cues": [{"start": 0.0, "end": 1.6, "text": "HELLO"}],
+        "font": "Roboto",
+        "size": 18,
+        "y": 0.5,
+        "anchor": "center",
+    }
+    job = parse_job(data)
+    paths = [folder / r.uri for r in job.renditions]
+    render_job(job, base_dir=folder, outputs=paths)
+    for path, (w, h) in zip(paths, SIZES[1:], strict=True):
+        frame = read_output(path).frames[5]
+        rows = white_rows(frame)
+        assert rows.size and abs((rows.min() + rows.max()) / 2 - 0.5 * h) < 0.08 * h
+        cols = np.flatnonzero((frame.mean(axis=2) > 128).sum(axis=0) > 0)
+        assert abs((cols.min() + cols.max()) / 2 - 0.5 * w) < 0.08 * w
+
+
+def test_served_renditions_are_not_rendered_again_unless_one_is_missing(
+    aws: Aws, media: Media, receiver: Receiver, make_worker: Any
+) -> None:
+    stages: list[Any] = []
+
+    @contextmanager
+    def hooks(ctx: Any) -> Iterator[None]:
+        ctx.clock.listeners.append(stages.append)
+        yield
+
+    worker = make_worker(hooks=hooks)
+    spec = job(aws, [aws.put("in/a.mp4", media.clip)], job_id="formats-again")
+    single = spec.pop("output")
+    spec["outputs"] = [
+        single | {"poster": True},
+        single | {"uri": f"s3://{aws.bucket}/out/square-again.mp4", "width": 64, "height": 64},
+    ]
+    for _ in range(2):
+        submit_job(aws.queue_url, spec, sqs=aws.sqs)
+        (ctx,) = worker.poll_once(wait=1)
+        assert ctx.outcome is Outcome.COMPLETED and ctx.error is None
+    aws.s3.delete_object(Bucket=aws.bucket, Key="out/square-again.mp4")
+    submit_job(aws.queue_url, spec, sqs=aws.sqs)
+    (ctx,) = worker.poll_once(wait=1)
+    assert ctx.outcome is Outcome.COMPLETED and ctx.error is None
+
+    found = [s.attributes["found"] for s in stages if s.name == "output_check"]
+    assert found == [False, True, False]  # the second finds both; the third misses one
+    assert len([s for s in stages if s.name == "upload"]) == 4  # two renders of two
+    first, second, third = (verify_webhook(p.headers, p.body, SECRET) for p in receiver.posts())
+    assert second["outputs"] == first["outputs"] and second["output"] == first["outputs"][0]
+    assert [o["uri"] for o in third["outputs"]] == [o["uri"] for o in first["outputs"]]
+
+
+def test_a_long_job_with_outputs_is_rendered_whole_not_split(
+    aws: Aws, media: Media, receiver: Receiver, make_worker: Any
+) -> None:
+    stages: list[Any] = []
+
+    @contextmanager
+    def hooks(ctx: Any) -> Iterator[None]:
+        ctx.clock.listeners.append(stages.append)
+        yield
+
+    worker = make_worker(hooks=hooks, GPU_WORKER_SEGMENT_SECONDS="2")  # 8 s: would split
+    spec = job(aws, [aws.put("in/long.mp4", media.long_clip)], job_id="formats-long")
+    single = spec.pop("output")
+    spec["outputs"] = [
+        single,
+        single | {"uri": f"s3://{aws.bucket}/out/long-square.mp4", "width": 64, "height": 64},
+    ]
+    submit_job(aws.queue_url, spec, sqs=aws.sqs)
+    (ctx,) = worker.poll_once(wait=1)
+    assert ctx.outcome is Outcome.COMPLETED and ctx.error is None
+    assert not [s for s in stages if s.name == "fan_out"]
+    assert [k for k in aws.object_keys() if k.startswith("out/")] == [
+        "out/formats-long.mp4",
+        "out/long-square.mp4",
+    ]
+    assert aws.counts() == (0, 0)  # no segment message was sent
+    (post,) = receiver.posts()
+    event = verify_webhook(post.headers, post.body, SECRET)
+    assert [o["duration"] for o in event["outputs"]] == [pytest.approx(8.0, abs=0.05)] * 2
