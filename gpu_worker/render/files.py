@@ -1,5 +1,5 @@
-"""Local input files: the one place their ``stat`` errors become job errors, and a reader
-that never allocates more than a file holds."""
+"""Local input files: the one place their ``stat`` errors and sizes become job errors, and
+a reader that never allocates more than a file holds."""
 
 from __future__ import annotations
 
@@ -7,7 +7,8 @@ import io
 import os
 from pathlib import Path
 
-from gpu_worker.errors import InputNotFound, InputUnreadable
+from gpu_worker.errors import InputNotFound, InputUnreadable, LimitExceeded, UnsupportedInput
+from gpu_worker.limits import Limits
 
 
 def stat_input(path: Path, label: str) -> os.stat_result:
@@ -19,6 +20,21 @@ def stat_input(path: Path, label: str) -> os.stat_result:
         raise InputNotFound(f"{label}: no such file") from exc
     except OSError as exc:
         raise InputUnreadable(f"{label}: cannot be read ({exc.strerror})") from exc
+
+
+def checked_input(path: Path, label: str, limits: Limits) -> os.stat_result:
+    """``path``'s status once it is known to be a regular, non-empty file within the input
+    size limit (``unsupported_input``, ``input_unreadable``, ``limit_exceeded`` otherwise)."""
+    stat = stat_input(path, label)
+    if not path.is_file():
+        raise UnsupportedInput(f"{label}: not a regular file")
+    if stat.st_size == 0:
+        raise InputUnreadable(f"{label}: the file is empty (0 bytes)")
+    if stat.st_size > limits.max_input_bytes:
+        raise LimitExceeded(
+            f"{label}: {stat.st_size} bytes is over the limit of {limits.max_input_bytes} bytes"
+        )
+    return stat
 
 
 class BoundedReader(io.BufferedReader):

@@ -25,7 +25,7 @@ from gpu_worker.errors import (
 )
 from gpu_worker.limits import Limits
 from gpu_worker.render.colour import ColourTags, plan_for, read_tags
-from gpu_worker.render.files import stat_input
+from gpu_worker.render.files import checked_input
 from gpu_worker.render.stills import normalised_still
 
 log = logging.getLogger(__name__)
@@ -90,15 +90,7 @@ class MediaInfo:
 
 
 def _check_file(path: Path, label: str, limits: Limits) -> int:
-    stat = stat_input(path, label)
-    if not path.is_file():
-        raise UnsupportedInput(f"{label}: not a regular file")
-    if stat.st_size == 0:
-        raise InputUnreadable(f"{label}: the file is empty (0 bytes)")
-    if stat.st_size > limits.max_input_bytes:
-        raise LimitExceeded(
-            f"{label}: {stat.st_size} bytes is over the limit of {limits.max_input_bytes} bytes"
-        )
+    stat = checked_input(path, label, limits)
     with path.open("rb") as handle:
         head = handle.read(64).lstrip()
     if head.startswith(_TEXT_MAGIC):

@@ -33,7 +33,7 @@ from gpu_worker.job import Job, Overlay
 from gpu_worker.limits import Limits
 from gpu_worker.render import fonts
 from gpu_worker.render.composite import to_yuv_sprite
-from gpu_worker.render.files import BoundedReader, stat_input
+from gpu_worker.render.files import BoundedReader, checked_input
 from gpu_worker.render.layers import SpriteLayer
 
 RASTER_FORMATS = {"PNG", "JPEG", "WEBP"}
@@ -56,15 +56,7 @@ class Picture:
 
 def _head(path: Path, label: str, limits: Limits) -> bytes:
     """The first bytes of a checked input file (exists, regular, not empty, not too big)."""
-    stat = stat_input(path, label)
-    if not path.is_file():
-        raise UnsupportedInput(f"{label}: not a regular file")
-    if stat.st_size == 0:
-        raise InputUnreadable(f"{label}: the file is empty (0 bytes)")
-    if stat.st_size > limits.max_input_bytes:
-        raise LimitExceeded(
-            f"{label}: {stat.st_size} bytes is over the limit of {limits.max_input_bytes} bytes"
-        )
+    stat = checked_input(path, label, limits)
     try:
         with path.open("rb") as handle:
             head = handle.read(4096)
