@@ -20,12 +20,12 @@ from gpu_worker.errors import (
     GpuWorkerError,
     InputNotFound,
     InputUnreadable,
-    LimitExceeded,
     UnsupportedInput,
 )
 from gpu_worker.limits import Limits
 from gpu_worker.render.colour import ColourTags, plan_for, read_tags
 from gpu_worker.render.files import checked_input
+from gpu_worker.render.pictures import check_side, too_many_pixels
 from gpu_worker.render.stills import normalised_still
 
 log = logging.getLogger(__name__)
@@ -119,17 +119,9 @@ def _still_size(path: Path, label: str, limits: Limits) -> tuple[int, int]:
         with Image.open(path) as image:
             width, height = image.size
     except Image.DecompressionBombError as exc:
-        side = limits.max_input_side
-        raise LimitExceeded(
-            f"{label}: the picture declares far more than the limit of {side}x{side} pixels"
-        ) from exc
+        raise too_many_pixels(f"{label}: the picture", limits) from exc
     except (OSError, SyntaxError, ValueError) as exc:
         raise InputUnreadable(f"{label}: not a readable picture ({exc})") from exc
-    if max(width, height) > limits.max_input_side:
-        raise LimitExceeded(
-            f"{label}: {width}x{height} is over the limit of "
-            f"{limits.max_input_side}x{limits.max_input_side} pixels"
-        )
     return width, height
 
 
@@ -198,11 +190,7 @@ def probe(path: Path, label: str, limits: Limits | None = None) -> MediaInfo:
                 width, height = _still_size(path, label, limits)
             if width <= 0 or height <= 0:
                 raise InputUnreadable(f"{label}: the video stream declares no picture size")
-            if max(width, height) > limits.max_input_side:
-                raise LimitExceeded(
-                    f"{label}: {width}x{height} is over the limit of "
-                    f"{limits.max_input_side}x{limits.max_input_side} pixels"
-                )
+            check_side(label, width, height, limits)
             first = _first_frame(container, vstream, label)
             tags = read_tags(ctx, first, _codec_tag(ctx))
             plan_for(tags, width, height, label)  # refuses HDR it cannot map, early

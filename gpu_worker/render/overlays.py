@@ -35,6 +35,7 @@ from gpu_worker.render import fonts
 from gpu_worker.render.composite import to_yuv_sprite
 from gpu_worker.render.files import BoundedReader, checked_input
 from gpu_worker.render.layers import SpriteLayer
+from gpu_worker.render.pictures import check_side, too_many_pixels
 
 RASTER_FORMATS = {"PNG", "JPEG", "WEBP"}
 SVG_MAX_BYTES = 16 * 1024**2
@@ -107,13 +108,10 @@ def _check_embedded(value: str, label: str, limits: Limits, depth: int) -> None:
         with Image.open(io.BytesIO(data)) as picture:
             width, height = picture.size
     except Image.DecompressionBombError as exc:
-        side = limits.max_input_side
-        raise LimitExceeded(
-            f"{label}: a picture in the SVG declares far more than {side}x{side} pixels"
-        ) from exc
+        raise too_many_pixels(f"{label}: a picture in the SVG", limits) from exc
     except (OSError, SyntaxError, ValueError) as exc:
         raise InputUnreadable(f"{label}: a picture in the SVG cannot be read") from exc
-    _check_side(f"{label}: a picture in the SVG", width, height, limits)
+    check_side(f"{label}: a picture in the SVG", width, height, limits)
 
 
 def check_svg(text: str, label: str, limits: Limits, depth: int = 0) -> ET.Element:
@@ -192,15 +190,6 @@ def shown_size(
     return max(1, round(w)), max(1, round(h))
 
 
-def _check_side(label: str, width: float, height: float, limits: Limits) -> None:
-    side = limits.max_input_side
-    if max(width, height) > side:
-        raise LimitExceeded(
-            f"{label}: {math.ceil(width)}x{math.ceil(height)} is over the limit of "
-            f"{side}x{side} pixels"
-        )
-
-
 def _raster(path: Path, label: str, limits: Limits) -> Image.Image:
     with BoundedReader(path) as handle:
         return _raster_from(handle, label, limits)
@@ -210,17 +199,14 @@ def _raster_from(handle: BoundedReader, label: str, limits: Limits) -> Image.Ima
     try:
         image = Image.open(handle)
     except Image.DecompressionBombError as exc:
-        side = limits.max_input_side
-        raise LimitExceeded(
-            f"{label}: the picture declares far more than the limit of {side}x{side} pixels"
-        ) from exc
+        raise too_many_pixels(f"{label}: the picture", limits) from exc
     except (OSError, SyntaxError, ValueError) as exc:
         raise UnsupportedInput(f"{label}: not a PNG, WebP, JPEG or SVG picture") from exc
     if image.format not in RASTER_FORMATS:
         raise UnsupportedInput(
             f"{label}: a {image.format} picture; overlays are PNG, WebP, JPEG or SVG"
         )
-    _check_side(label, *image.size, limits)
+    check_side(label, *image.size, limits)
     try:
         image.load()  # the first frame of an animated PNG or WebP
         upright = ImageOps.exif_transpose(image)
@@ -261,12 +247,12 @@ def draw_overlay(
             raise InputUnreadable(f"{label}: the SVG is not UTF-8 text") from exc
         natural = svg_size(check_svg(text, label, limits))
         size = shown_size(spec, natural, (frame_w, frame_h))
-        _check_side(label, *size, limits)
+        check_side(label, *size, limits)
         image = _svg(text, label, size)
     else:
         source = _raster(path, label, limits)
         size = shown_size(spec, source.size, (frame_w, frame_h))
-        _check_side(label, *size, limits)
+        check_side(label, *size, limits)
         image = source if size == source.size else source.resize(size, Image.Resampling.LANCZOS)
     return place(image, spec, label, frame_w, frame_h)
 

@@ -24,9 +24,10 @@ from pathlib import Path
 
 from PIL import Image, ImageCms, ImageOps
 
-from gpu_worker.errors import InputUnreadable, LimitExceeded, UnsupportedInput
+from gpu_worker.errors import InputUnreadable, UnsupportedInput
 from gpu_worker.limits import Limits
 from gpu_worker.render.files import BoundedReader
+from gpu_worker.render.pictures import check_side, too_many_pixels
 
 log = logging.getLogger(__name__)
 
@@ -118,11 +119,7 @@ def normalised_still(path: Path, label: str, limits: Limits) -> Path | None:
     try:
         with BoundedReader(path) as handle, Image.open(handle) as image:
             width, height = image.size
-            if max(width, height) > limits.max_input_side:
-                raise LimitExceeded(
-                    f"{label}: {width}x{height} is over the limit of "
-                    f"{limits.max_input_side}x{limits.max_input_side} pixels"
-                )
+            check_side(label, width, height, limits)
             orientation = image.getexif().get(_EXIF_ORIENTATION, 1)
             profile = _profile(image, label)
             if kind == "plain" and orientation in (1, None) and profile is None:
@@ -151,10 +148,7 @@ def normalised_still(path: Path, label: str, limits: Limits) -> Path | None:
             else:
                 upright = upright.convert("RGBA" if has_alpha else "RGB")
     except Image.DecompressionBombError as exc:
-        side = limits.max_input_side
-        raise LimitExceeded(
-            f"{label}: the picture declares far more than the limit of {side}x{side} pixels"
-        ) from exc
+        raise too_many_pixels(f"{label}: the picture", limits) from exc
     except ImageCms.PyCMSError as exc:
         raise InputUnreadable(f"{label}: its colour profile cannot be applied ({exc})") from exc
     except (OSError, SyntaxError, ValueError) as exc:
