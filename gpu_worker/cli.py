@@ -257,14 +257,9 @@ def cmd_doctor(args: argparse.Namespace) -> int:
 def cmd_serve(args: argparse.Namespace) -> int:
     from gpu_worker.observability.setup import setup_telemetry
     from gpu_worker.observability.spans import delivery_hooks, serve_hooks
-    from gpu_worker.service.worker import check_codecs, serve
+    from gpu_worker.service.worker import serve
 
     settings: Settings = args.settings.require_serving()
-    try:
-        check_codecs(settings)
-    except (EncoderUnavailable, DecoderUnavailable) as exc:  # this machine's fault: exit 1
-        print(exc.one_line(), file=sys.stderr)
-        return EXIT_INTERNAL
     telemetry = setup_telemetry()
     try:
         return serve(
@@ -272,6 +267,10 @@ def cmd_serve(args: argparse.Namespace) -> int:
             job_hooks=serve_hooks(telemetry),
             delivery_hooks=delivery_hooks(telemetry),
         )
+    except (EncoderUnavailable, DecoderUnavailable) as exc:
+        # serve() opens a forced codec before taking any message: this machine's fault, exit 1
+        print(exc.one_line(), file=sys.stderr)
+        return EXIT_INTERNAL
     finally:
         telemetry.shutdown()
 
