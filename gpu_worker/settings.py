@@ -267,15 +267,11 @@ class Settings(BaseSettings):
     @classmethod
     def variables(cls) -> list[str]:
         """Every environment variable read, in declaration order."""
-        names = []
-        for info in cls.model_fields.values():
-            alias = info.validation_alias
-            assert isinstance(alias, AliasChoices)
-            names.append(str(alias.choices[0]))
-        return names
+        return [cls.variable(field) for field in cls.model_fields]
 
     @classmethod
     def variable(cls, field: str) -> str:
+        """The environment variable a field is read from."""
         alias = cls.model_fields[field].validation_alias
         assert isinstance(alias, AliasChoices)
         return str(alias.choices[0])
