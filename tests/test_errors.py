@@ -174,6 +174,29 @@ def test_music_without_audio_and_bad_transition(tmp_path: Path, clip: Path) -> N
     assert rc == 2 and "has no video stream" in err
 
 
+def test_music_that_breaks_midway_fails_the_job_and_leaves_no_video(tmp_path: Path) -> None:
+    """The soundtrack is mixed in its own thread: a music file that probes well but cannot
+    be decoded past its middle still fails the job with the input's code, and nothing is
+    left that looks finished."""
+    import av
+
+    clip = make_clip(tmp_path / "clip.mp4", width=96, height=160, fps=10, seconds=4)
+    music = make_music(tmp_path / "good.m4a", seconds=4)
+    with av.open(str(music)) as container:
+        positions = [p.pos for p in container.demux(audio=0) if p.size]
+    data = bytearray(music.read_bytes())
+    junk = bytes((i * 151 + 7) % 256 for i in range(len(data)))
+    start, end = positions[len(positions) // 2], positions[-3]
+    data[start:end] = junk[start:end]  # the moov, at the end, stays whole
+    (tmp_path / "broken.m4a").write_bytes(data)
+    job = job_dict([{"uri": clip.name}], audio={"uri": "broken.m4a"})
+    rc, _, err = run_cli("render", str(write_job(tmp_path, job)))
+    assert rc == 2
+    assert err.strip().splitlines()[-1].startswith("error input_unreadable: broken.m4a")
+    assert not (tmp_path / "out.mp4").exists()
+    assert not list(tmp_path.glob(".out.*"))
+
+
 def test_trim_past_end_and_text_after_end(tmp_path: Path, clip: Path) -> None:
     rc, _, err = run_cli(
         "render", str(write_job(tmp_path, job_dict([{"uri": clip.name, "trim_start": 5}])))

@@ -185,6 +185,13 @@ def test_a_render_is_one_root_span_with_a_child_per_stage(
     text = next(s for s in children if s.name == "render_text")
     assert attrs_of(text)["texts"] == 1
 
+    # What each stage cost: its thread's CPU, within the process's CPU over the render.
+    cpu = {s.name: 0.0 for s in children}
+    for child in children:
+        cpu[child.name] += attrs_of(child)[tm.STAGE_CPU]
+    assert all(value >= 0 for value in cpu.values()) and cpu["decode"] > 0
+    assert 0 < sum(cpu.values()) <= attrs[tm.RENDER_CPU]
+
     # Spans are made when each stage ends, in the order the stages happened.
     order = [s.name for s in children]
     assert order[:2] == ["probe", "render_text"]

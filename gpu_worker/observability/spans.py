@@ -57,6 +57,8 @@ RENDER_SECONDS = "job.render_seconds"  # first engine stage to result, without f
 RENDER_FPS = "job.render_fps"
 FALLBACK = "encoder.fallback"  # true when the GPU failed and the job was rendered on the CPU
 ACCUMULATED = "stage.accumulated"  # on child spans whose time is summed over many frames
+STAGE_CPU = "stage.cpu_seconds"  # CPU of the thread(s) that did a stage's work
+RENDER_CPU = "job.render_cpu_seconds"  # the process's CPU from the first stage to the result
 
 # Webhook attempts: events on the job's root span, and spans of queued attempts.
 WEBHOOK_ATTEMPT_EVENT = "webhook.attempt"
@@ -134,6 +136,8 @@ class JobTrace:
         attributes = {k: _attribute(v) for k, v in record.attributes.items() if v is not None}
         if record.name in _SUMMED:
             attributes[ACCUMULATED] = True
+        if record.cpu is not None:
+            attributes[STAGE_CPU] = round(record.cpu, 6)
         with self._lock:
             if record.name in ENGINE_STAGES and (
                 self.render_started is None or record.start < self.render_started
@@ -157,6 +161,7 @@ class JobTrace:
         if self.worker_kind is None:
             self.worker_kind = "gpu" if result.encoder == NVENC else "cpu"
         fps = result.frames / self.render_seconds if self.render_seconds > 0 else 0.0
+        cpu = result.process_cpu
         self.set(
             **{
                 ENCODER: result.encoder,
@@ -170,6 +175,7 @@ class JobTrace:
                 OUTPUT_BYTES: result.size_bytes,
                 RENDER_SECONDS: round(self.render_seconds, 6),
                 RENDER_FPS: round(fps, 3),
+                RENDER_CPU: round(cpu, 6) if cpu is not None else None,
             }
         )
         if fps > 0:

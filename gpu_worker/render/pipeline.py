@@ -20,6 +20,7 @@ import logging
 import math
 import os
 import queue
+import resource
 import threading
 import uuid
 from collections.abc import Callable, Mapping, Sequence
@@ -67,6 +68,7 @@ from gpu_worker.render.loudness import Ducking
 from gpu_worker.render.media import MediaInfo, probe
 from gpu_worker.render.motion import MotionReader, MotionSampler, base_size
 from gpu_worker.render.overlays import overlay_layers
+from gpu_worker.render.sound_encoder import SoundEncoder
 from gpu_worker.render.stages import StageClock, Stopwatch
 from gpu_worker.render.subtitles import read_captions
 from gpu_worker.render.text import load_text_font, render_text
@@ -100,6 +102,11 @@ class RenderResult:
     size_bytes: int
     input_bytes: int
     timings: dict[str, float] = field(default_factory=dict)
+    # CPU seconds by stage, of the threads that did each stage's work (libx264's own threads
+    # are in none of them), and of the whole process from the first stage to the result (in a
+    # worker rendering several jobs at once, theirs included).
+    cpu: dict[str, float] = field(default_factory=dict)
+    process_cpu: float | None = None
     renditions: tuple[RenderResult, ...] = ()  # a job with ``outputs``: every one, in order
 
     @property
@@ -513,6 +520,12 @@ def release_memory() -> None:
         libc.malloc_trim(0)
 
 
+def process_cpu() -> float:
+    """User and system CPU seconds of this process so far, every thread included."""
+    usage = resource.getrusage(resource.RUSAGE_SELF)
+    return usage.ru_utime + usage.ru_stime
+
+
 def _temp_beside(path: Path, suffix: str) -> Path:
     return path.with_name(f".{path.stem}.{uuid.uuid4().hex[:8]}.part{suffix}")
 
@@ -549,6 +562,7 @@ def render_job(
     if len(paths) != len(job.renditions):
         raise ValueError(f"{len(paths)} output paths for {len(job.renditions)} renditions")
     clock = clock or StageClock()
+    cpu_at_start = process_cpu()
     inputs = Inputs(base_dir, fetched)
     comps = prepare_renditions(job, inputs, limits, clock)
     for comp in comps:
@@ -596,6 +610,8 @@ def render_job(
             size_bytes=t.path.stat().st_size,
             input_bytes=t.comp.input_bytes,
             timings=dict(clock.totals),
+            cpu=dict(clock.cpu_totals),
+            process_cpu=process_cpu() - cpu_at_start,
         )
         for t in targets
     ]
@@ -657,15 +673,11 @@ class _Writer:
         self.poster_n = comp.poster_frame() if target.tmp_poster is not None else -1
         self.composite = {p.index: Stopwatch() for p in comp.placements}
         self.encode = {p.index: Stopwatch() for p in comp.placements}
-        self.audio_watch = Stopwatch()
+        self.sound: SoundEncoder | None = None  # set once every writer's header is written
+        self.sound_index = 0
 
-    def step(
-        self,
-        n: int,
-        fitted: Sequence[tuple[Layer, av.VideoFrame]],
-        audio: Sequence[av.AudioFrame],
-    ) -> None:
-        """Frame ``n`` from its layers' fitted frames, then the audio up to its end."""
+    def step(self, n: int, fitted: Sequence[tuple[Layer, av.VideoFrame]]) -> None:
+        """Frame ``n`` from its layers' fitted frames, then the sound ready up to its end."""
         top = max(layer.index for layer, _ in fitted)
         frame = self.comp.compose(n, fitted, self.composite[top])
         if n == self.poster_n and self.tmp_poster is not None:
@@ -673,26 +685,17 @@ class _Writer:
         with self.encode[top]:
             for packet in _encode_video(self.enc, self.vstream, frame):
                 self.out.mux(packet)
-        self.audio(audio)
+        if self.sound is not None:
+            for packet in self.sound.ready(self.sound_index, (n + 1) / self.comp.fps):
+                self.out.mux(packet)
 
-    def audio(self, frames: Sequence[av.AudioFrame]) -> None:
-        if self.astream is None:
-            return
-        with self.audio_watch:
-            for audio_frame in frames:
-                for packet in self.astream.encode(audio_frame):
-                    self.out.mux(packet)
-
-    def finish(self, last: int, audio: Sequence[av.AudioFrame]) -> None:
-        """Flush the video encoder (timed against clip ``last``), the rest of the audio."""
+    def finish(self, last: int) -> None:
+        """Flush the video encoder (timed against clip ``last``), then the rest of the sound."""
         with self.encode[last]:
             for packet in _encode_video(self.enc, self.vstream, None):
                 self.out.mux(packet)
-        self.audio(audio)
-        if self.astream is None:
-            return
-        with self.audio_watch:
-            for packet in self.astream.encode(None):
+        if self.sound is not None:
+            for packet in self.sound.rest(self.sound_index):
                 self.out.mux(packet)
 
 
@@ -743,14 +746,6 @@ class _ThreadedWriter:
             raise self._error
 
 
-def _copy_audio(frame: av.AudioFrame) -> av.AudioFrame:
-    """An audio frame of its own for another rendition's encoder."""
-    copy = av.AudioFrame.from_ndarray(frame.to_ndarray(), format="fltp", layout="stereo")
-    copy.sample_rate = frame.sample_rate
-    copy.pts = frame.pts
-    return copy
-
-
 def _encode(
     targets: Sequence[_Target],
     enc: EncoderChoice,
@@ -763,7 +758,6 @@ def _encode(
     from one decode of every clip; a segment of a split render passes its frame range and
     no audio (the joiner adds the soundtrack once)."""
     comp = targets[0].comp
-    fps = comp.fps
     span = span if span is not None else range(comp.frames)
     with contextlib.ExitStack() as stack:
         writers = [
@@ -778,23 +772,6 @@ def _encode(
             )
             for t in targets
         ]
-        feeds: list[_Writer | _ThreadedWriter] = list(writers)
-        if len(writers) > 1:
-            feeds = [_ThreadedWriter(w, f"{w.comp.width}x{w.comp.height}") for w in writers]
-        audio_frames = soundtrack_of(comp).frames() if with_audio else iter(())
-        pending_audio: av.AudioFrame | None = next(audio_frames, None)
-
-        def audio_until(horizon: float) -> list[av.AudioFrame]:
-            nonlocal pending_audio
-            taken = []
-            while pending_audio is not None and (pending_audio.pts or 0) < horizon:
-                taken.append(pending_audio)
-                pending_audio = next(audio_frames, None)
-            return taken
-
-        def copies(frames: list[av.AudioFrame], i: int) -> list[av.AudioFrame]:
-            return frames if i == 0 else [_copy_audio(f) for f in frames]
-
         plan = [layers_at(comp.placements, comp.time_of(n)) for n in span]
         wanted: dict[int, list[float]] = {p.index: [] for p in comp.placements}
         for layers in plan:
@@ -808,7 +785,14 @@ def _encode(
             return Prefetcher(comp.open_reader(index, starts[index], also=others), wanted[index])
 
         readers: dict[int, Prefetcher] = {}
+        sound: SoundEncoder | None = None
+        feeds: list[_Writer | _ThreadedWriter] = []
         try:
+            if with_audio:
+                sound = _start_sound(comp, writers)
+            feeds = list(writers)
+            if len(writers) > 1:
+                feeds = [_ThreadedWriter(w, f"{w.comp.width}x{w.comp.height}") for w in writers]
             for n, layers in zip(span, plan, strict=True):
                 active = {layer.index for layer in layers}
                 for index in sorted(i for i in readers if i < min(active)):  # finished
@@ -821,24 +805,38 @@ def _encode(
                 for index in sorted(upcoming - readers.keys()):
                     readers[index] = open_prefetcher(index)
                 fitted = [(layer, readers[layer.index].next_all()) for layer in layers]
-                # Interleave: audio up to the time of the next video frame.
-                audio = audio_until((n + 1) / fps * soundtrack.RATE)
                 for i, feed in enumerate(feeds):
-                    feed.step(n, [(layer, frames[i]) for layer, frames in fitted], copies(audio, i))
+                    feed.step(n, [(layer, frames[i]) for layer, frames in fitted])
                 if progress is not None:
                     progress(n + 1 - span.start, len(span))
             last = max(readers) if readers else comp.placements[-1].index
-            rest = audio_until(math.inf)
-            for i, feed in enumerate(feeds):
-                feed.finish(last, copies(rest, i))
+            for feed in feeds:
+                feed.finish(last)
         finally:
             for feed in feeds:
                 if isinstance(feed, _ThreadedWriter):
                     with contextlib.suppress(BaseException):
                         feed.join()
+            if sound is not None:
+                sound.close()
             for index in list(readers):
                 _close(readers.pop(index), index, clock, writers)
-        clock.record("mux_audio", sum(w.audio_watch.seconds for w in writers))
+        if sound is not None:
+            clock.record("mux_audio", sound.watch.seconds, cpu=sound.watch.cpu)
+
+
+def _start_sound(comp: Composition, writers: Sequence[_Writer]) -> SoundEncoder:
+    """The soundtrack's thread, encoding into every writer's audio stream; the headers are
+    written first, so the encoders it uses are open before it starts."""
+    streams = []
+    for writer in writers:
+        assert writer.astream is not None
+        writer.out.start_encoding()
+        streams.append(writer.astream)
+    sound = SoundEncoder(soundtrack_of(comp).frames(), streams)
+    for i, writer in enumerate(writers):
+        writer.sound, writer.sound_index = sound, i
+    return sound
 
 
 def _encode_video(
@@ -858,9 +856,19 @@ def _close(prefetcher: Prefetcher, index: int, clock: StageClock, writers: list[
     gc.collect()  # PyAV filter graphs and codec contexts sit in reference cycles
     release_memory()
     reader = prefetcher.reader
-    clock.record("decode", reader.times.decode.seconds + reader.times.scale.seconds, clip=index)
-    clock.record("composite", sum(w.composite[index].seconds for w in writers), clip=index)
-    clock.record("encode", sum(w.encode[index].seconds for w in writers), clip=index)
+    decode, scale = reader.times.decode, reader.times.scale
+    composite = [w.composite[index] for w in writers]
+    encode = [w.encode[index] for w in writers]
+    clock.record("decode", decode.seconds + scale.seconds, cpu=decode.cpu + scale.cpu, clip=index)
+    clock.record(
+        "composite",
+        sum(c.seconds for c in composite),
+        cpu=sum(c.cpu for c in composite),
+        clip=index,
+    )
+    clock.record(
+        "encode", sum(e.seconds for e in encode), cpu=sum(e.cpu for e in encode), clip=index
+    )
 
 
 def preview_frame(
