@@ -1,16 +1,19 @@
-"""Ours against what users would run instead, on the reference reel, and against the floor.
+"""Ours against what users would run instead, and against the floor, on two jobs: the reference
+reel (three clips) and the ten-clip job (the same three inputs cycled into ten clips, 60 s).
 
     python benchmarks/compare.py                   # 3 runs each, Markdown to results/compare.md
     python benchmarks/compare.py --long            # also ours at 60 s and 180 s (memory)
-    python benchmarks/compare.py --runs 1 --seconds 2 --only ours,floor --show-commands
+    python benchmarks/compare.py --runs 1 --seconds 2 --only ours,floor --scenarios reel
 
 Contenders, each a subprocess measured with ``os.wait4`` (wall time, user+system CPU, peak
-RSS), run alternately (run 1 of each, then run 2 of each…):
+RSS), run alternately within each scenario (run 1 of each, then run 2 of each…):
 
-- ``ours``: ``gpu-worker render JOB --quiet`` with ``GPU_WORKER_ENCODER=x264``.
+- ``ours``: ``gpu-worker render JOB --quiet --trace-file RUN.jsonl`` with
+  ``GPU_WORKER_ENCODER=x264``; its trace gives the time and CPU of each stage.
 - ``ffmpeg``: the same composition as one ``ffmpeg`` command (``drawtext`` for the texts), when
   an ``ffmpeg`` binary is on the PATH (or given with ``--ffmpeg``).
-- ``moviepy``: the same in MoviePy 2 (benchmarks/moviepy_reel.py), when it is installed.
+- ``moviepy``: the same in MoviePy 2 (benchmarks/moviepy_reel.py), when it is installed; on
+  the reel only (it is too slow for the longer job).
 - ``floor``: the same decode, fit and encode with no text and no audio, through PyAV and the
   renderer's own filter graph (benchmarks/floor.py).
 
@@ -52,16 +55,21 @@ from gpu_worker.render.text import wrap  # noqa: E402
 
 RESULTS = HERE / "results"
 CONTENDERS = ("ours", "ffmpeg", "moviepy", "floor")
+SCENARIOS = {"reel": "The reference reel", "ten-clips": "The ten-clip job"}
+TEN_CLIPS = 10
+REEL_ONLY = {"moviepy": "reel only (too slow for the longer job)"}
 PRESET, CRF, AUDIO_BITRATE = "veryfast", 23, "192k"
 LONG_SECONDS = (60.0, 180.0)
 MB = 1_000_000
 
 # (name, numerator, denominator, metric, limit): ratio = numerator / denominator <= limit
 RATIO_TARGETS = (
-    ("ours/ffmpeg", "ours", "ffmpeg", "wall", 0.95),
+    ("ours/ffmpeg", "ours", "ffmpeg", "wall", 1.00),
+    ("ours/ffmpeg", "ours", "ffmpeg", "cpu", 1.00),
     ("ours/floor", "ours", "floor", "wall", 1.05),
     ("ours/MoviePy", "ours", "moviepy", "wall", 0.2),
 )
+METRICS = {"wall": "wall", "cpu": "CPU"}
 PEAK_TARGET_MB = 400.0
 LONG_MEMORY_TOLERANCE = 0.10
 
@@ -450,6 +458,110 @@ def check_output(path: Path, seconds: float, audio: bool) -> str:
 
 
 # --------------------------------------------------------------------------------------------
+# where ours spends its time: its trace files
+
+ROOT_SPAN = "render_job"
+STAGES = ("probe", "render_text", "decode", "composite", "encode", "mux_audio")
+STAGE_CPU = "stage.cpu_seconds"  # CPU of the thread that did the stage's work
+RENDER_CPU = "job.render_cpu_seconds"  # process CPU from the first stage to the result
+RENDER_SECONDS = "job.render_seconds"  # the same interval's wall time
+ENCODE_REST = "encode, x264 threads and the frame loop"
+RENDER_ROW = "render (first stage to result)"
+OUTSIDE = "start-up and exit (outside the render)"
+PROCESS = "whole process (wait4)"
+ROW_ORDER = (*STAGES, ENCODE_REST, RENDER_ROW, OUTSIDE, PROCESS)
+
+Row = tuple[float | None, float | None]  # (wall, CPU) seconds; None: not measured
+
+
+@dataclass(frozen=True)
+class StageTime:
+    wall: float  # seconds, the spans' lengths summed
+    cpu: float | None  # their CPU seconds summed; None where a span does not carry it
+
+
+def _plus(a: StageTime | None, b: StageTime) -> StageTime:
+    if a is None:
+        return b
+    cpu = a.cpu + b.cpu if a.cpu is not None and b.cpu is not None else None
+    return StageTime(a.wall + b.wall, cpu)
+
+
+def _number(value: Any) -> float | None:
+    return None if value is None else float(value)
+
+
+def read_stages(path: Path) -> dict[str, StageTime]:
+    """One render's trace file (``--trace-file``: a finished span a JSON line) by stage: each
+    child span of the ``render_job`` root summed by name (decode, composite and encode come once
+    per clip) with its ``stage.cpu_seconds``, and under ``render_job`` the render itself: its
+    ``job.render_seconds`` (the span's length where absent) and ``job.render_cpu_seconds``."""
+    lines = path.read_text(encoding="utf-8").splitlines()
+    spans = [json.loads(line) for line in lines if line.strip()]
+    roots = {s["span_id"] for s in spans if s.get("name") == ROOT_SPAN}
+    found: dict[str, StageTime] = {}
+    for span in spans:
+        attrs = span.get("attributes") or {}
+        if span.get("name") == ROOT_SPAN:
+            wall = attrs.get(RENDER_SECONDS, span["seconds"])
+            time_ = StageTime(float(wall), _number(attrs.get(RENDER_CPU)))
+        elif span.get("parent_id") in roots:
+            time_ = StageTime(float(span["seconds"]), _number(attrs.get(STAGE_CPU)))
+        else:
+            continue
+        found[span["name"]] = _plus(found.get(span["name"]), time_)
+    return found
+
+
+def _cpu_of(stages: dict[str, StageTime], names: Sequence[str]) -> float | None:
+    """The CPU of ``names`` summed (a stage that did not run counts 0); None if one lacks it."""
+    total = 0.0
+    for name in names:
+        cpu = stages[name].cpu if name in stages else 0.0
+        if cpu is None:
+            return None
+        total += cpu
+    return total
+
+
+def stage_rows(stages: dict[str, StageTime], sample: Sample) -> dict[str, Row]:
+    """One run's rows of the "where ours spends its time" table: the stages, then what the
+    render's CPU holds beyond the other stages' threads, the render, what the process spent
+    outside it (``sample``, from ``wait4``) and the whole process."""
+    rows: dict[str, Row] = {n: (t.wall, t.cpu) for n, t in stages.items() if n != ROOT_SPAN}
+    root = stages.get(ROOT_SPAN)
+    if root is not None:
+        others = _cpu_of(stages, [n for n in STAGES if n != "encode"])
+        if root.cpu is not None and others is not None:
+            rows[ENCODE_REST] = (None, root.cpu - others)
+        rows[RENDER_ROW] = (root.wall, root.cpu)
+        outside_cpu = sample.cpu - root.cpu if root.cpu is not None else None
+        rows[OUTSIDE] = (sample.wall - root.wall, outside_cpu)
+    rows[PROCESS] = (sample.wall, sample.cpu)
+    return rows
+
+
+def _median(values: Sequence[float | None]) -> float | None:
+    known = [v for v in values if v is not None]
+    return statistics.median(known) if known else None
+
+
+def median_rows(runs: Sequence[dict[str, Row]]) -> list[tuple[str, float | None, float | None]]:
+    """Each row's median wall and CPU over the runs, in table order (stages first)."""
+    names = list(dict.fromkeys(n for run in runs for n in run))
+    last_stage = len(STAGES) - 0.5  # an unknown child span goes after the known stages
+    names.sort(key=lambda n: ROW_ORDER.index(n) if n in ROW_ORDER else last_stage)
+    return [
+        (
+            name,
+            _median([run[name][0] for run in runs if name in run]),
+            _median([run[name][1] for run in runs if name in run]),
+        )
+        for name in names
+    ]
+
+
+# --------------------------------------------------------------------------------------------
 # the benchmark
 
 
@@ -463,7 +575,9 @@ class Contender:
     env: dict[str, str] | None = None
     cwd: Path | None = None
     tree: bool = False
+    trace_dir: Path | None = None  # where each run writes its trace file (ours)
     samples: list[Sample] = field(default_factory=list)
+    stages: list[dict[str, Row]] = field(default_factory=list)  # one per traced run
 
     def median(self, metric: str) -> float | None:
         values = [getattr(s, metric) for s in self.samples if s.ok]
@@ -537,10 +651,16 @@ def build_parser() -> argparse.ArgumentParser:
         "--only", help=f"comma-separated contenders (default all available: {','.join(CONTENDERS)})"
     )
     parser.add_argument(
+        "--scenarios",
+        default=",".join(SCENARIOS),
+        help=f"comma-separated jobs to run (default {','.join(SCENARIOS)})",
+    )
+    parser.add_argument(
         "--seconds",
         type=float,
         default=reference.CLIP_SECONDS,
-        help="length of each of the three clips (default 6; shorter for quick development)",
+        help="length of each clip (default 6: an 18 s reel, a 60 s ten-clip job; shorter for "
+        "quick development)",
     )
     parser.add_argument(
         "--divisor",
@@ -579,8 +699,17 @@ def _pick(only: str | None, available: dict[str, str]) -> tuple[list[str], dict[
     return [c for c in CONTENDERS if c in wanted and not available.get(c)], skipped
 
 
+def _pick_scenarios(text: str) -> list[str]:
+    wanted = [name.strip() for name in text.split(",") if name.strip()]
+    unknown = [name for name in wanted if name not in SCENARIOS]
+    if unknown or not wanted:
+        raise SystemExit(f"unknown scenario(s): {', '.join(unknown)}; pick from {list(SCENARIOS)}")
+    return [name for name in SCENARIOS if name in wanted]
+
+
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
+    scenario_names = _pick_scenarios(args.scenarios)
     command_line = shlex.join(
         ["python", "benchmarks/compare.py", *(sys.argv[1:] if argv is None else argv)]
     )
@@ -604,14 +733,143 @@ def main(argv: list[str] | None = None) -> int:
     work = args.work or Path(work_tmp.name if work_tmp else ".")
     work.mkdir(parents=True, exist_ok=True)
     try:
-        return _run(args, names, skipped, media, work, size, ffmpeg, command_line)
+        return _run(args, scenario_names, names, skipped, media, work, size, ffmpeg, command_line)
     finally:
         if work_tmp is not None:
             work_tmp.cleanup()
 
 
+@dataclass
+class Scenario:
+    """One job every contender renders: its plan, the contenders that run it and their runs."""
+
+    name: str
+    plan: Plan
+    contenders: list[Contender]
+    left_out: dict[str, str]  # contender -> why it does not run this job
+    ffmpeg_line: str | None
+
+
+def scenario_job(
+    name: str, media: Path, output: Path, clip_seconds: float, size: tuple[int, int]
+) -> dict[str, Any]:
+    """The reel (the three inputs once) or the ten-clip job (them cycled into ten clips)."""
+    opts: dict[str, Any] = {"clip_seconds": clip_seconds, "size": size}
+    if name == "reel":
+        return reference.reference_job(media, output, **opts)
+    return reference.reference_job(media, output, seconds=TEN_CLIPS * clip_seconds, **opts)
+
+
+def build_scenario(
+    name: str,
+    names: list[str],
+    media: Path,
+    work: Path,
+    args: argparse.Namespace,
+    size: tuple[int, int],
+    ffmpeg: str | None,
+) -> Scenario:
+    """The job files of scenario ``name`` in ``work/name`` and each contender's command."""
+    folder = work / name
+    folder.mkdir(parents=True, exist_ok=True)
+    job = scenario_job(name, media, folder / "ours.mp4", args.seconds, size)
+    job_file = folder / "job.json"
+    job_file.write_text(json.dumps(job, indent=2, ensure_ascii=False))
+    plan = make_plan(job, args.seconds)
+    plan_file = folder / "moviepy-plan.json"
+    plan_file.write_text(json.dumps(plan.to_json(), indent=2, ensure_ascii=False))
+    env = {**os.environ, "GPU_WORKER_ENCODER": "x264"}
+    ffmpeg_argv = ffmpeg_command(
+        plan, folder / "ffmpeg.mp4", folder / "texts", ffmpeg=ffmpeg or "ffmpeg"
+    )
+
+    built = {
+        "ours": Contender(
+            "ours", "gpu-worker render", ours_args(job_file, folder / "ours.mp4"),
+            folder / "ours.mp4", audio=True, env=env, trace_dir=folder / "traces",
+        ),
+        "ffmpeg": Contender(
+            "ffmpeg", "one ffmpeg command", ffmpeg_argv, folder / "ffmpeg.mp4", audio=True,
+        ),
+        "moviepy": Contender(
+            "moviepy", "MoviePy 2", moviepy_args(plan_file, folder / "moviepy.mp4"),
+            folder / "moviepy.mp4", audio=True, cwd=folder, tree=True,
+        ),
+        "floor": Contender(
+            "floor", "floor (decode, fit, encode)", floor_args(job_file, folder / "floor.mp4"),
+            folder / "floor.mp4", audio=False,
+        ),
+    }  # fmt: skip
+    left_out = {n: why for n, why in REEL_ONLY.items() if name != "reel" and n in names}
+    contenders = [built[n] for n in names if n not in left_out]
+    ffmpeg_line = shell_join(ffmpeg_argv) if ffmpeg else None
+    return Scenario(name, plan, contenders, left_out, ffmpeg_line)
+
+
+def run_once(c: Contender, run: int, plan: Plan, log: Path) -> Sample:
+    """One run of ``c``, its output checked; ours's trace read into ``c.stages``."""
+    c.output.unlink(missing_ok=True)
+    argv, trace = c.argv, None
+    if c.trace_dir is not None:
+        trace = c.trace_dir / f"run{run}.jsonl"
+        trace.unlink(missing_ok=True)
+        argv = [*argv, "--trace-file", str(trace)]
+    sample = measure(argv, env=c.env, cwd=c.cwd, tree=c.tree, log=log)
+    if sample.ok:
+        problem = check_output(c.output, plan.duration, c.audio)
+        if problem:
+            sample.ok, sample.note = False, f"bad output: {problem}"
+    if sample.ok and trace is not None and trace.exists():
+        c.stages.append(stage_rows(read_stages(trace), sample))
+    return sample
+
+
+def run_scenario(scenario: Scenario, runs: int, work: Path) -> None:
+    """``runs`` rounds of every contender, one after the other in each round."""
+    for run in range(1, runs + 1):
+        for c in scenario.contenders:
+            sample = run_once(c, run, scenario.plan, work / scenario.name / f"{c.name}.log")
+            c.samples.append(sample)
+            state = "ok" if sample.ok else f"FAILED ({sample.note})"
+            print(
+                f"{scenario.name} run {run}/{runs} {c.name:8} {sample.wall:7.2f} s wall "
+                f"{sample.cpu:7.2f} s CPU {sample.peak:7.0f} MB peak  {state}",
+                file=sys.stderr,
+                flush=True,
+            )
+
+
+def run_long(
+    args: argparse.Namespace, media: Path, work: Path, size: tuple[int, int]
+) -> list[tuple[float, Sample]]:
+    """Ours once at each ``--long-seconds`` length (the reel's clips cycled): memory growth."""
+    opts: dict[str, Any] = {"clip_seconds": args.seconds, "size": size}
+    env = {**os.environ, "GPU_WORKER_ENCODER": "x264"}
+    long_rows: list[tuple[float, Sample]] = []
+    for seconds in (float(s) for s in args.long_seconds.split(",") if s.strip()):
+        out = work / f"ours-{seconds:g}s.mp4"
+        long_job = work / f"job-{seconds:g}s.json"
+        reference.write_job(long_job, media, out, seconds=seconds, **opts)
+        out.unlink(missing_ok=True)
+        sample = measure(ours_args(long_job, out), env=env, log=work / "ours-long.log")
+        if sample.ok:
+            problem = check_output(out, seconds, True)
+            if problem:
+                sample.ok, sample.note = False, f"bad output: {problem}"
+        long_rows.append((seconds, sample))
+        print(
+            f"long {seconds:g} s: {sample.wall:.2f} s wall {sample.cpu:.2f} s CPU "
+            f"{sample.peak:.0f} MB peak {'ok' if sample.ok else sample.note}",
+            file=sys.stderr,
+            flush=True,
+        )
+        out.unlink(missing_ok=True)
+    return long_rows
+
+
 def _run(
     args: argparse.Namespace,
+    scenario_names: list[str],
     names: list[str],
     skipped: dict[str, str],
     media: Path,
@@ -620,88 +878,26 @@ def _run(
     ffmpeg: str | None,
     command_line: str,
 ) -> int:
-    opts: dict[str, Any] = {"clip_seconds": args.seconds, "size": size}
-    job = reference.reference_job(media, work / "ours.mp4", **opts)
-    job_file = work / "job.json"
-    job_file.write_text(json.dumps(job, indent=2, ensure_ascii=False))
-    plan = make_plan(job, args.seconds)
-    plan_file = work / "moviepy-plan.json"
-    plan_file.write_text(json.dumps(plan.to_json(), indent=2, ensure_ascii=False))
-    env = {**os.environ, "GPU_WORKER_ENCODER": "x264"}
-
-    built = {
-        "ours": Contender(
-            "ours", "gpu-worker render", ours_args(job_file, work / "ours.mp4"), work / "ours.mp4",
-            audio=True, env=env,
-        ),
-        "ffmpeg": Contender(
-            "ffmpeg", "one ffmpeg command",
-            ffmpeg_command(plan, work / "ffmpeg.mp4", work / "texts", ffmpeg=ffmpeg or "ffmpeg"),
-            work / "ffmpeg.mp4", audio=True,
-        ),
-        "moviepy": Contender(
-            "moviepy", "MoviePy 2", moviepy_args(plan_file, work / "moviepy.mp4"),
-            work / "moviepy.mp4", audio=True, cwd=work, tree=True,
-        ),
-        "floor": Contender(
-            "floor", "floor (decode, fit, encode)", floor_args(job_file, work / "floor.mp4"),
-            work / "floor.mp4", audio=False,
-        ),
-    }  # fmt: skip
-    contenders = [built[n] for n in names]
+    scenarios = [
+        build_scenario(name, names, media, work, args, size, ffmpeg) for name in scenario_names
+    ]
     if args.show_commands:
-        for c in contenders:
-            print(f"# {c.name}\n{shell_join(c.argv)}\n")
+        for scenario in scenarios:
+            for c in scenario.contenders:
+                print(f"# {scenario.name}: {c.name}\n{shell_join(c.argv)}\n")
 
     info = machine_info(ffmpeg)
     started = dt.datetime.now(dt.UTC)
-    for run in range(1, args.runs + 1):
-        for c in contenders:
-            c.output.unlink(missing_ok=True)
-            sample = measure(c.argv, env=c.env, cwd=c.cwd, tree=c.tree, log=work / f"{c.name}.log")
-            if sample.ok:
-                problem = check_output(c.output, plan.duration, c.audio)
-                if problem:
-                    sample.ok, sample.note = False, f"bad output: {problem}"
-            c.samples.append(sample)
-            state = "ok" if sample.ok else f"FAILED ({sample.note})"
-            print(
-                f"run {run}/{args.runs} {c.name:8} {sample.wall:7.2f} s wall "
-                f"{sample.cpu:7.2f} s CPU {sample.peak:7.0f} MB peak  {state}",
-                file=sys.stderr,
-                flush=True,
-            )
+    for scenario in scenarios:
+        run_scenario(scenario, args.runs, work)
+    long_rows = run_long(args, media, work, size) if args.long else []
 
-    long_rows: list[tuple[float, Sample]] = []
-    if args.long:
-        for seconds in (float(s) for s in args.long_seconds.split(",") if s.strip()):
-            out = work / f"ours-{seconds:g}s.mp4"
-            long_job = work / f"job-{seconds:g}s.json"
-            reference.write_job(long_job, media, out, seconds=seconds, **opts)
-            out.unlink(missing_ok=True)
-            sample = measure(ours_args(long_job, out), env=env, log=work / "ours-long.log")
-            if sample.ok:
-                problem = check_output(out, seconds, True)
-                if problem:
-                    sample.ok, sample.note = False, f"bad output: {problem}"
-            long_rows.append((seconds, sample))
-            print(
-                f"long {seconds:g} s: {sample.wall:.2f} s wall {sample.cpu:.2f} s CPU "
-                f"{sample.peak:.0f} MB peak {'ok' if sample.ok else sample.note}",
-                file=sys.stderr,
-                flush=True,
-            )
-            out.unlink(missing_ok=True)
-
-    ffmpeg_line = shell_join(built["ffmpeg"].argv) if ffmpeg else None
-    report = render_report(
-        contenders, skipped, long_rows, info, started, command_line, plan, args, ffmpeg_line
-    )
+    report = render_report(scenarios, skipped, long_rows, info, started, command_line, args)
     print(report)
     args.markdown.parent.mkdir(parents=True, exist_ok=True)
     args.markdown.write_text(report)
     print(f"written: {args.markdown}", file=sys.stderr)
-    failed = [c.name for c in contenders if not any(s.ok for s in c.samples)]
+    failed = [c.name for sc in scenarios for c in sc.contenders if not any(s.ok for s in c.samples)]
     return 1 if failed or any(not s.ok for _, s in long_rows) else 0
 
 
@@ -730,111 +926,199 @@ def ratios(contenders: Sequence[Contender]) -> list[tuple[str, str, float | None
     return rows
 
 
-def render_report(
-    contenders: Sequence[Contender],
-    skipped: dict[str, str],
-    long_rows: Sequence[tuple[float, Sample]],
-    info: dict[str, str],
+def describe(scenario: Scenario, clip_seconds: float) -> str:
+    plan = scenario.plan
+    return (
+        f"{scenario.name}: {len(plan.clips)} clips of {clip_seconds:g} s, {plan.duration:g} s, "
+        f"{plan.width}x{plan.height} at {plan.fps} fps, {len(plan.texts)} texts, music"
+    )
+
+
+def _header(
+    scenarios: Sequence[Scenario],
     started: dt.datetime,
     command_line: str,
-    plan: Plan,
     args: argparse.Namespace,
-    ffmpeg_line: str | None,
-) -> str:
-    lines = [
+) -> list[str]:
+    return [
         "# gpu-worker against one ffmpeg command, MoviePy and the floor",
         "",
         f"- date: {started.strftime('%Y-%m-%d %H:%M UTC')}",
         f"- command: `{command_line}`",
-        f"- reel: {plan.width}x{plan.height} at {plan.fps} fps, {plan.duration:g} s "
-        f"({len(plan.clips)} clips of {args.seconds:g} s, {len(plan.texts)} texts, music); "
-        f"libx264 {PRESET} crf {CRF} for every contender",
-        f"- runs: {args.runs} of each, alternating; medians below",
+        *(f"- {describe(sc, args.seconds)}" for sc in scenarios),
+        f"- every contender encodes libx264 {PRESET} crf {CRF} (AAC {AUDIO_BITRATE} with sound)",
+        f"- method: one scenario after the other; within each, {args.runs} run(s) of each "
+        "contender, alternating (run 1 of each, then run 2 of each…), each run a fresh "
+        "process; medians below",
+    ]
+
+
+def _target_rows(scenario: Scenario) -> list[str]:
+    lines = ["| target | value | limit | result |", "|---|---|---|---|"]
+    for (name, metric, value, limit), (_, num, den, _, _) in zip(
+        ratios(scenario.contenders), RATIO_TARGETS, strict=True
+    ):
+        why = scenario.left_out.get(num) or scenario.left_out.get(den)
+        result = f"not run: {why}" if why else verdict(value, limit)
+        lines.append(
+            f"| {name} {METRICS[metric]} time | {_fmt(value)} | ≤ {limit:.2f} | {result} |"
+        )
+    by = {c.name: c for c in scenario.contenders}
+    peak = by["ours"].median("peak") if "ours" in by else None
+    lines.append(
+        f"| ours peak memory | {_fmt(peak, 0)} MB | ≤ {PEAK_TARGET_MB:g} MB | "
+        f"{verdict(peak, PEAK_TARGET_MB)} |"
+    )
+    return lines
+
+
+def _cpu_info(scenario: Scenario) -> list[str]:
+    """CPU ratios of the pairs with no CPU target, for information."""
+    by = {c.name: c for c in scenario.contenders}
+    targeted = {(a, b) for _, a, b, metric, _ in RATIO_TARGETS if metric == "cpu"}
+    pairs = dict.fromkeys((n, a, b) for n, a, b, _, _ in RATIO_TARGETS if (a, b) not in targeted)
+    shown = []
+    for name, a, b in pairs:
+        if a in by and b in by:
+            x, y = by[a].median("cpu"), by[b].median("cpu")
+            shown.append(f"{name} {_fmt(x / y if x is not None and y else None)}")
+    return ["", f"CPU-time ratios (for information): {', '.join(shown)}"] if shown else []
+
+
+def _stage_table(scenario: Scenario) -> list[str]:
+    ours = next((c for c in scenario.contenders if c.name == "ours"), None)
+    if ours is None:
+        return []
+    lines = ["", "### Where ours spends its time", ""]
+    if not ours.stages:
+        return [*lines, "No trace read: no run of ours succeeded."]
+    lines += [
+        f"Medians over {len(ours.stages)} traced run(s), seconds; a stage's spans are summed "
+        "per run (decode, composite and encode once per clip).",
+        "",
+        "| where | wall s | CPU s |",
+        "|---|---|---|",
+    ]
+    lines += [f"| {n} | {_fmt(w)} | {_fmt(c)} |" for n, w, c in median_rows(ours.stages)]
+    return lines
+
+
+def _scenario_section(
+    scenario: Scenario, skipped: dict[str, str], args: argparse.Namespace
+) -> list[str]:
+    lines = [
+        "",
+        f"## {SCENARIOS[scenario.name]} ({scenario.name})",
+        "",
+        describe(scenario, args.seconds) + ".",
         "",
         "| contender | runs ok | wall s | CPU s | peak MB | output MB |",
         "|---|---|---|---|---|---|",
     ]
-    for c in contenders:
+    for c in scenario.contenders:
         ok = sum(s.ok for s in c.samples)
         size = c.output.stat().st_size / MB if c.output.exists() else None
         lines.append(
             f"| {c.label} | {ok}/{len(c.samples)} | {_fmt(c.median('wall'))} | "
             f"{_fmt(c.median('cpu'))} | {_fmt(c.median('peak'), 0)} | {_fmt(size, 1)} |"
         )
-    for name, why in skipped.items():
+    for name, why in {**skipped, **scenario.left_out}.items():
         lines.append(f"| {name} | not run: {why} | | | | |")
-    lines += ["", "| target | value | limit | result |", "|---|---|---|---|"]
-    for name, metric, value, limit in ratios(contenders):
-        lines.append(
-            f"| {name} {metric} time | {_fmt(value)} | ≤ {limit:g} | {verdict(value, limit)} |"
-        )
-    by = {c.name: c for c in contenders}
-    peak = by["ours"].median("peak") if "ours" in by else None
-    lines.append(
-        f"| ours peak memory | {_fmt(peak, 0)} MB | ≤ {PEAK_TARGET_MB:g} MB | "
-        f"{verdict(peak, PEAK_TARGET_MB)} |"
-    )
-    if long_rows:
-        done = [(s, x) for s, x in long_rows if x.ok]
-        growth = done[-1][1].peak / done[0][1].peak if len(done) >= 2 else None
-        limit = 1 + LONG_MEMORY_TOLERANCE
-        shown = f"{done[-1][0]:g} s / {done[0][0]:g} s" if len(done) >= 2 else "long runs"
-        result = verdict(growth, limit)
-        lines.append(f"| ours peak memory {shown} | {_fmt(growth)} | ≤ {limit:g} | {result} |")
-    cpu_rows = [
-        (n, by[a].median("cpu"), by[b].median("cpu"))
-        for n, a, b, _, _ in RATIO_TARGETS
-        if a in by and b in by
+    lines += ["", *_target_rows(scenario), *_cpu_info(scenario), *_stage_table(scenario)]
+    return lines
+
+
+def _long_section(long_rows: Sequence[tuple[float, Sample]]) -> list[str]:
+    if not long_rows:
+        return []
+    done = [(s, x) for s, x in long_rows if x.ok]
+    growth = done[-1][1].peak / done[0][1].peak if len(done) >= 2 else None
+    limit = 1 + LONG_MEMORY_TOLERANCE
+    shown = f"{done[-1][0]:g} s / {done[0][0]:g} s" if len(done) >= 2 else "long runs"
+    lines = [
+        "",
+        "## Long videos (ours, one run each)",
+        "",
+        "| video | wall s | s per video minute | CPU s | peak MB | result |",
+        "|---|---|---|---|---|---|",
     ]
-    if cpu_rows:
-        shown_cpu = ", ".join(
-            f"{n} {_fmt(x / y if x is not None and y else None)}" for n, x, y in cpu_rows
+    for seconds, s in long_rows:
+        lines.append(
+            f"| {seconds:g} s | {s.wall:.2f} | {s.wall / seconds * 60:.1f} | {s.cpu:.2f} | "
+            f"{s.peak:.0f} | {'ok' if s.ok else s.note} |"
         )
-        lines += ["", f"CPU-time ratios (for information): {shown_cpu}"]
-    if long_rows:
-        lines += [
-            "",
-            "## Long videos (ours, one run each)",
-            "",
-            "| video | wall s | s per video minute | CPU s | peak MB | result |",
-            "|---|---|---|---|---|---|",
-        ]
-        for seconds, s in long_rows:
-            lines.append(
-                f"| {seconds:g} s | {s.wall:.2f} | {s.wall / seconds * 60:.1f} | {s.cpu:.2f} | "
-                f"{s.peak:.0f} | {'ok' if s.ok else s.note} |"
-            )
-    failures = [(c.name, s.note) for c in contenders for s in c.samples if not s.ok]
+    lines += [
+        "",
+        "| target | value | limit | result |",
+        "|---|---|---|---|",
+        f"| ours peak memory {shown} | {_fmt(growth)} | ≤ {limit:g} | {verdict(growth, limit)} |",
+    ]
+    return lines
+
+
+HOW_MEASURED = [
+    "",
+    "## How it is measured",
+    "",
+    "- Each contender is one subprocess (the MoviePy one starts ffmpeg children itself); "
+    "`os.wait4` gives wall time, CPU (user + system, including children the process "
+    "waited for) and peak resident memory (`ru_maxrss`).",
+    "- `ours`, `ffmpeg` and `floor` are single processes: their peak is their own "
+    "`ru_maxrss`. MoviePy's peak is the most its Python process and all its ffmpeg "
+    "children (one reader per clip and the writer) held at the same moment, sampled every "
+    "50 ms from /proc, or the largest single process's `ru_maxrss` if that is more.",
+    "- The floor decodes each clip with PyAV (frame threads, a few frames ahead in a "
+    "thread, as the renderer does), picks the frame at each output time by timestamp, "
+    "fits it with the renderer's own filters (`filter_chain`) and encodes with the "
+    "renderer's libx264 options: no text, no compositing, no audio.",
+    "- The ffmpeg command is what a user writes: each clip scaled to cover, cropped, "
+    "`fps` to the output rate, concatenated, four `drawtext` filters (line breaks as our "
+    "renderer wraps; drawtext cannot centre lines within a block), music looped with "
+    "`volume` and `afade`. MoviePy wraps the two-line texts itself (`method='caption'`) "
+    "and draws the shadow as a second, offset text clip.",
+    "- Where ours spends its time comes from its trace (`--trace-file`, a fresh file per run): "
+    "the children of the `render_job` span are the stages, summed by name. Frame-by-frame "
+    "stages are the render loop's time in them, so work in other threads overlaps and the "
+    "stages' wall times need not add up to the render's. A stage's CPU is its "
+    "`stage.cpu_seconds`, the CPU of the thread that did its work (— where the trace does "
+    "not carry it). The render's CPU (`job.render_cpu_seconds`) is the whole process's from "
+    "the first stage to the result; what it holds beyond probe, render_text, decode, "
+    "composite and mux_audio is the encode row below them (x264's own threads, the encode "
+    "calls and the frame loop); the process CPU from `wait4` beyond the render's is start-up "
+    "(imports, settings) and exit.",
+]
+
+
+def render_report(
+    scenarios: Sequence[Scenario],
+    skipped: dict[str, str],
+    long_rows: Sequence[tuple[float, Sample]],
+    info: dict[str, str],
+    started: dt.datetime,
+    command_line: str,
+    args: argparse.Namespace,
+) -> str:
+    lines = _header(scenarios, started, command_line, args)
+    for scenario in scenarios:
+        lines += _scenario_section(scenario, skipped, args)
+    lines += _long_section(long_rows)
+    failures = [
+        (f"{sc.name} {c.name}", s.note)
+        for sc in scenarios
+        for c in sc.contenders
+        for s in c.samples
+        if not s.ok
+    ]
     failures += [(f"ours {sec:g} s", s.note) for sec, s in long_rows if not s.ok]
     if failures:
         lines += ["", "## Failures", ""] + [f"- {n}: {note}" for n, note in failures]
-    lines += [
-        "",
-        "## How it is measured",
-        "",
-        "- Each contender is one subprocess (the MoviePy one starts ffmpeg children itself); "
-        "`os.wait4` gives wall time, CPU (user + system, including children the process "
-        "waited for) and peak resident memory (`ru_maxrss`).",
-        "- `ours`, `ffmpeg` and `floor` are single processes: their peak is their own "
-        "`ru_maxrss`. MoviePy's peak is the most its Python process and all its ffmpeg "
-        "children (one reader per clip and the writer) held at the same moment, sampled every "
-        "50 ms from /proc, or the largest single process's `ru_maxrss` if that is more.",
-        "- The floor decodes each clip with PyAV (frame threads, a few frames ahead in a "
-        "thread, as the renderer does), picks the frame at each output time by timestamp, "
-        "fits it with the renderer's own filters (`filter_chain`) and encodes with the "
-        "renderer's libx264 options: no text, no compositing, no audio.",
-        "- The ffmpeg command is what a user writes: each clip scaled to cover, cropped, "
-        "`fps` to the output rate, concatenated, four `drawtext` filters (line breaks as our "
-        "renderer wraps; drawtext cannot centre lines within a block), music looped with "
-        "`volume` and `afade`. MoviePy wraps the two-line texts itself (`method='caption'`) "
-        "and draws the shadow as a second, offset text clip.",
-        "",
-        "## Machine",
-        "",
-    ]
+    lines += [*HOW_MEASURED, "", "## Machine", ""]
     lines += [f"- {k}: {v}" for k, v in info.items()]
-    if ffmpeg_line:
-        lines += ["", "## The ffmpeg command", "", "```sh", ffmpeg_line, "```"]
+    commands = [sc for sc in scenarios if sc.ffmpeg_line]
+    if commands:
+        lines += ["", "## The ffmpeg commands"]
+        for sc in commands:
+            lines += ["", f"### {sc.name}", "", "```sh", str(sc.ffmpeg_line), "```"]
     return "\n".join(lines) + "\n"
 
 

@@ -1,5 +1,6 @@
 """benchmarks/compare.py on a tiny reel: the ffmpeg command and MoviePy plan it builds, how it
-measures a process tree, and its report (ours and the floor, one run each)."""
+measures a process tree, how it reads ours's trace into stages, and its report (ours and the
+floor, one run each, on the reel and the ten-clip job)."""
 
 from __future__ import annotations
 
@@ -139,16 +140,118 @@ def test_measure_counts_children(tmp_path: Path) -> None:
     assert not failed.ok and failed.note.startswith("exit 3")
 
 
+def _span(name: str, span_id: str, parent: str | None, seconds: float, **attrs: Any) -> str:
+    return json.dumps(
+        {"name": name, "trace_id": "t" * 32, "span_id": span_id, "parent_id": parent,
+         "seconds": seconds, "attributes": attrs}
+    )  # fmt: skip
+
+
+def test_trace_read_into_stages(tmp_path: Path) -> None:
+    cpu = "stage.cpu_seconds"
+    lines = [
+        _span("probe", "p", "root", 0.1, **{cpu: 0.05}),
+        _span("render_text", "t", "root", 0.2, **{cpu: 0.2}),
+        _span("decode", "d0", "root", 1.0, clip=0, **{cpu: 0.9}),
+        _span("encode", "e0", "root", 2.0, clip=0, **{cpu: 0.5}),
+        _span("decode", "d1", "root", 1.5, clip=1, **{cpu: 1.1}),
+        _span("encode", "e1", "root", 2.5, clip=1, **{cpu: 0.5}),
+        _span("composite", "c0", "root", 0.25, clip=0, **{cpu: 0.25}),
+        _span("mux_audio", "m", "root", 0.5, **{cpu: 0.4}),
+        _span("http.get", "x", "d0", 9.0),  # not a child of the root: not a stage
+        "",
+        _span("render_job", "root", None, 8.2,
+              **{"job.render_seconds": 8.0, "job.render_cpu_seconds": 12.0}),
+    ]  # fmt: skip
+    trace = tmp_path / "trace.jsonl"
+    trace.write_text("\n".join(lines) + "\n")
+    stages = compare.read_stages(trace)
+    assert set(stages) == {*compare.STAGES, "render_job"}
+    assert stages["decode"].wall == pytest.approx(2.5)
+    assert stages["decode"].cpu == pytest.approx(2.0)
+    assert stages["encode"].wall == pytest.approx(4.5)
+    assert stages["render_job"] == compare.StageTime(8.0, 12.0)
+
+    sample = compare.Sample(wall=9.0, cpu=13.5, peak=100.0, ok=True)
+    rows = compare.stage_rows(stages, sample)
+    # 12.0 minus probe, render_text, decode, composite and mux_audio
+    assert rows[compare.ENCODE_REST] == (None, pytest.approx(12.0 - 0.05 - 0.2 - 2.0 - 0.25 - 0.4))
+    assert rows[compare.RENDER_ROW] == (8.0, 12.0)
+    assert rows[compare.OUTSIDE] == (pytest.approx(1.0), pytest.approx(1.5))
+    assert rows[compare.PROCESS] == (9.0, 13.5)
+
+    other = {**rows, "decode": (3.5, 3.0), "gpu_upload": (0.1, None)}
+    table = compare.median_rows([rows, other])
+    assert [name for name, _, _ in table] == [
+        *compare.STAGES, "gpu_upload", compare.ENCODE_REST, compare.RENDER_ROW,
+        compare.OUTSIDE, compare.PROCESS,
+    ]  # fmt: skip
+    assert table[2] == ("decode", pytest.approx(3.0), pytest.approx(2.5))
+    assert table[len(compare.STAGES)] == ("gpu_upload", pytest.approx(0.1), None)
+
+
+def test_trace_without_cpu_attributes(tmp_path: Path) -> None:
+    trace = tmp_path / "trace.jsonl"
+    trace.write_text(
+        "\n".join(
+            [
+                _span("decode", "d", "root", 1.0, **{"stage.cpu_seconds": 0.8}),
+                _span("decode", "d2", "root", 1.0),  # one clip without: the sum is unknown
+                _span("encode", "e", "root", 2.0),
+                _span("render_job", "root", None, 4.0),
+            ]
+        )
+    )
+    stages = compare.read_stages(trace)
+    assert stages["decode"] == compare.StageTime(2.0, None)
+    assert stages["render_job"] == compare.StageTime(4.0, None)
+    rows = compare.stage_rows(stages, compare.Sample(wall=5.0, cpu=4.5, peak=1.0, ok=True))
+    assert compare.ENCODE_REST not in rows
+    assert rows[compare.OUTSIDE] == (1.0, None)
+
+
+def test_ten_clip_scenario(media: Path, tmp_path: Path) -> None:
+    args = compare.build_parser().parse_args(["--seconds", str(CLIP_SECONDS)])
+    names = ["ours", "ffmpeg", "moviepy", "floor"]
+    ten = compare.build_scenario("ten-clips", names, media, tmp_path, args, SIZE, FFMPEG)
+    assert len(ten.plan.clips) == 10 and ten.plan.duration == pytest.approx(10 * CLIP_SECONDS)
+    assert [c.name for c in ten.contenders] == ["ours", "ffmpeg", "floor"]
+    assert set(ten.left_out) == {"moviepy"}
+    assert "concat=n=10:v=1:a=0" in _graph(ten.contenders[1].argv)
+    reel = compare.build_scenario("reel", names, media, tmp_path, args, SIZE, FFMPEG)
+    assert len(reel.plan.clips) == 3 and not reel.left_out
+    assert [c.name for c in reel.contenders] == names
+    with pytest.raises(SystemExit, match="unknown scenario"):
+        compare.main(["--scenarios", "reel,short"])
+
+
+def _stage_value(report: str, section: str, row: str) -> list[str]:
+    """The cells of ``row`` in the stage table of ``section``."""
+    part = report.split(f"## {section}", 1)[1].split("\n## ", 1)[0]
+    table = part.split("### Where ours spends its time", 1)[1]
+    line = next(ln for ln in table.splitlines() if ln.startswith(f"| {row} |"))
+    return [cell.strip() for cell in line.strip("|").split("|")][1:]
+
+
 def test_compare_ours_and_floor(media: Path, tmp_path: Path) -> None:
     md = tmp_path / "compare.md"
     argv = ["--only", "ours,floor", "--runs", "1", "--seconds", str(CLIP_SECONDS)]
     argv += ["--divisor", str(DIVISOR), "--media", str(media), "--work", str(tmp_path / "w")]
     assert compare.main([*argv, "--markdown", str(md)]) == 0
     report = md.read_text()
-    assert "| gpu-worker render | 1/1 |" in report
-    assert "| floor (decode, fit, encode) | 1/1 |" in report
-    assert "| ours/floor wall time |" in report
-    assert "| ours/ffmpeg wall time | — | ≤ 0.95 | not run |" in report
-    assert "| ours/MoviePy wall time | — | ≤ 0.2 | not run |" in report
-    assert "| ours peak memory |" in report
-    assert "136x240 at 30 fps, 1.5 s" in report
+    assert "- reel: 3 clips of 0.5 s, 1.5 s, 136x240 at 30 fps" in report
+    assert "- ten-clips: 10 clips of 0.5 s, 5 s, 136x240 at 30 fps" in report
+    assert "alternating (run 1 of each, then run 2 of each…)" in report
+    for section in ("The reference reel (reel)", "The ten-clip job (ten-clips)"):
+        body = report.split(f"## {section}", 1)[1].split("\n## ", 1)[0]
+        assert "| gpu-worker render | 1/1 |" in body
+        assert "| floor (decode, fit, encode) | 1/1 |" in body
+        assert "| ours/floor wall time |" in body
+        assert "| ours/ffmpeg wall time | — | ≤ 1.00 | not run |" in body
+        assert "| ours/ffmpeg CPU time | — | ≤ 1.00 | not run |" in body
+        assert "| ours peak memory |" in body
+        for row in ("decode", "encode", compare.PROCESS):
+            wall, _cpu = _stage_value(report, section, row)
+            assert float(wall) > 0
+    assert "| ours/MoviePy wall time | — | ≤ 0.20 | not run |" in report
+    assert len(list((tmp_path / "w" / "ten-clips" / "traces").glob("run*.jsonl"))) == 1
