@@ -22,6 +22,7 @@ from gpu_worker.errors import HardwareFault, InvalidJob
 from gpu_worker.job import Clip, Fit
 from gpu_worker.limits import Limits
 from gpu_worker.render.colour import ColourPlan, lut_filters, plan_for
+from gpu_worker.render.composite import copy_frame
 from gpu_worker.render.decoder import choose_decoder, cuvid_options
 from gpu_worker.render.geometry import contain_size, cover_crop, rotation_filters
 from gpu_worker.render.host import usable_cpus
@@ -479,7 +480,9 @@ class Prefetcher:
 
     PyAV releases the GIL while FFmpeg decodes and scales, so decoding the next frames
     overlaps with compositing and encoding the current one. ``times`` are the clip's local
-    times in the order the render asks for them.
+    times in the order the render asks for them. Each frame handed on is shown once (a frame
+    the reader gives for several times is copied for all but the last), so the consumer may
+    draw into it.
     """
 
     def __init__(self, reader: FrameSource, times: Sequence[float], depth: int = 2) -> None:
@@ -493,22 +496,35 @@ class Prefetcher:
 
     def _run(self, times: list[float]) -> None:
         try:
+            held: list[av.VideoFrame] | None = None  # the last time's frames, not yet handed on
             for t in times:
-                frame = self.reader.frames_at(t)
-                while not self._stop.is_set():
-                    try:
-                        self._queue.put(frame, timeout=0.1)
-                        break
-                    except queue.Full:
-                        continue
-                if self._stop.is_set():
+                frames = self.reader.frames_at(t)
+                # A frame shown again (a slower source, a still) goes out as a copy until its
+                # last showing: every frame handed on is the consumer's to draw into.
+                again = frames is held
+                if held is not None and not self._put(
+                    [copy_frame(f) for f in held] if again else held
+                ):
                     return
+                held = frames
+            if held is not None and not self._put(held):
+                return
             # Every frame is made: free the decoder now, before the next clip's opens, so
             # two decoders overlap only where a crossfade needs both.
             self.reader.close()
             self._queue.put(_DONE)
         except BaseException as exc:  # handed to the consumer, raised there
             self._queue.put(exc)
+
+    def _put(self, frames: list[av.VideoFrame]) -> bool:
+        """Queue ``frames``; False when stopped first."""
+        while not self._stop.is_set():
+            try:
+                self._queue.put(frames, timeout=0.1)
+                return True
+            except queue.Full:
+                continue
+        return False
 
     def next(self) -> av.VideoFrame:
         """The fitted frame for the next time in ``times`` (of the first size)."""

@@ -32,24 +32,43 @@ def rgb_to_yuv709(rgb: NDArray[np.floating]) -> tuple[NDArray[np.float32], ...]:
 
 
 @dataclass(frozen=True)
-class YuvSprite:
-    """A sprite ready to blend: premultiplied planes (value x alpha) and alphas, 0..255 scale."""
+class Band:
+    """A run of rows of a sprite with coverage (rows without any separate runs: the gap
+    between two lines of text is never touched), cut to its covered columns, ready to
+    blend: per plane, ``inv`` = 256 - alpha and ``pre`` = value x alpha + 128 (alpha on a
+    0..256 scale), so a pixel is ``(pixel x inv + pre) >> 8`` in 16-bit integers."""
 
-    x: int  # even
-    y: int  # even
-    y_pre: U16  # (h, w)   Y * alpha
-    alpha: U16  # (h, w)
-    u_pre: U16  # (h/2, w/2)
-    v_pre: U16
-    alpha_half: U16
+    x: int  # luma offset in the sprite (even)
+    y: int  # (even)
+    inv: tuple[U16, U16, U16]  # Y, U, V (chroma at half resolution)
+    pre: tuple[U16, U16, U16]
 
     @property
     def width(self) -> int:
-        return int(self.alpha.shape[1])
+        return int(self.inv[0].shape[1])
 
     @property
     def height(self) -> int:
-        return int(self.alpha.shape[0])
+        return int(self.inv[0].shape[0])
+
+
+@dataclass(frozen=True)
+class YuvSprite:
+    """A sprite ready to blend at (x, y): its bands of rows, each cut to its coverage; rows
+    and columns without coverage are in no band and never touched. (Runs are not cut finer:
+    each band costs a few array operations per frame, which outweigh blending the odd
+    uncovered pixel; measured in benchmarks/composite.py.)"""
+
+    x: int  # even
+    y: int  # even
+    width: int  # the whole sprite's size, covered or not
+    height: int
+    bands: tuple[Band, ...]
+
+    @property
+    def covered(self) -> int:
+        """Luma pixels blended per frame."""
+        return sum(b.width * b.height for b in self.bands)
 
 
 def to_yuv_sprite(image: Image.Image, x: int, y: int) -> YuvSprite:
@@ -60,67 +79,66 @@ def to_yuv_sprite(image: Image.Image, x: int, y: int) -> YuvSprite:
     a = rgba[..., 3] / 255.0
     yy, uu, vv = rgb_to_yuv709(rgba)
     h, w = a.shape
-    a_half = a.reshape(h // 2, 2, w // 2, 2).mean(axis=(1, 3))
-    u_pre = (uu * a).reshape(h // 2, 2, w // 2, 2).mean(axis=(1, 3))
-    v_pre = (vv * a).reshape(h // 2, 2, w // 2, 2).mean(axis=(1, 3))
 
-    def q(values: NDArray[np.floating]) -> U16:
-        return np.rint(values).astype(np.uint16)
+    def half(values: NDArray[np.floating]) -> NDArray[np.floating]:
+        return values.reshape(h // 2, 2, w // 2, 2).mean(axis=(1, 3))
 
-    return YuvSprite(
-        x=x,
-        y=y,
-        y_pre=q(yy * a),
-        alpha=q(a * 255),
-        u_pre=q(u_pre),
-        v_pre=q(v_pre),
-        alpha_half=q(a_half * 255),
-    )
+    # Chroma is premultiplied before it is averaged, so edges keep their colour.
+    alphas = (a, half(a), half(a))
+    pres = (yy * a, half(uu * a), half(vv * a))
+    # Coverage by pairs of rows (a chroma row each); runs of covered pairs become bands.
+    pairs: NDArray[np.bool_] = np.any((rgba[..., 3] > 0).reshape(h // 2, 2, w), axis=1)
+    used = np.any(pairs, axis=1)
+    edges = np.flatnonzero(np.diff(np.concatenate([[False], used, [False]]).astype(np.int8)))
+    bands = []
+    for first, last in zip(edges[::2], edges[1::2], strict=True):
+        cols = np.flatnonzero(np.any(pairs[first:last], axis=0))
+        left, right = int(cols[0]) // 2 * 2, (int(cols[-1]) // 2 + 1) * 2
+        top, bottom = int(first) * 2, int(last) * 2
+        inv, pre = [], []
+        for plane, (alpha, value) in enumerate(zip(alphas, pres, strict=True)):
+            k = 1 if plane == 0 else 2
+            window = np.s_[top // k : bottom // k, left // k : right // k]
+            inv.append(np.ascontiguousarray(256 - np.rint(alpha[window] * 256), np.uint16))
+            pre.append(np.ascontiguousarray(np.rint(value[window] * 256) + 128, np.uint16))
+        bands.append(Band(left, top, (inv[0], inv[1], inv[2]), (pre[0], pre[1], pre[2])))
+    return YuvSprite(x=x, y=y, width=w, height=h, bands=tuple(bands))
 
 
-def _blend(plane: U8, pre: U16, alpha: U16, x: int, y: int, factor: int) -> None:
-    """plane = pre*f + plane*(1 - alpha*f) inside the sprite's box, clipped, in place.
-
-    Integer maths in uint16: ``(v + 128 + ((v + 128) >> 8)) >> 8`` is ``round(v / 255)`` for
-    every v up to 255*255, without a division.
-    """
+def _blend(plane: U8, inv: U16, pre: U16, x: int, y: int, factor: int) -> None:
+    """plane = (plane x inv + pre) >> 8 inside the band's box, clipped, in place; with a
+    ``factor`` below 256 (fades), alpha and value are scaled by it first."""
     ph, pw = plane.shape
-    h, w = alpha.shape
+    h, w = inv.shape
     x0, y0 = max(x, 0), max(y, 0)
     x1, y1 = min(x + w, pw), min(y + h, ph)
     if x0 >= x1 or y0 >= y1:
         return
-    sub_a = alpha[y0 - y : y1 - y, x0 - x : x1 - x]
-    sub_p = pre[y0 - y : y1 - y, x0 - x : x1 - x]
-    if factor != 255:
-        sub_a = _div255(sub_a * np.uint16(factor))
-        sub_p = _div255(sub_p * np.uint16(factor))
+    sub = np.s_[y0 - y : y1 - y, x0 - x : x1 - x]
     region = plane[y0:y1, x0:x1]
-    mixed = region * (np.uint16(255) - sub_a)
-    mixed = _div255(mixed)
-    mixed += sub_p
-    np.minimum(mixed, 255, out=mixed)  # rounding can reach 256 where alpha is full
-    region[...] = mixed
-
-
-def _div255(v: U16) -> U16:
-    v = v + np.uint16(128)
-    v += v >> 8
-    v >>= 8
-    return v
+    if factor >= 256:
+        mixed = np.multiply(region, inv[sub], dtype=np.uint16)
+        mixed += pre[sub]
+    else:  # 32-bit: value x alpha x factor does not fit in 16
+        f = np.uint32(factor)
+        alpha = (np.uint32(256) - inv[sub]) * f + 128 >> 8
+        mixed32 = region * (np.uint32(256) - alpha)
+        mixed32 += ((pre[sub] - np.uint32(128)) * f + 128 >> 8) + 128
+        mixed = mixed32
+    mixed >>= 8
+    np.copyto(region, mixed, casting="unsafe")
 
 
 def blend_sprite(planes: tuple[U8, U8, U8], sprite: YuvSprite, alpha: float, dy: int = 0) -> None:
     """Blend ``sprite`` into Y, U, V planes at its place shifted by ``dy`` (even) pixels."""
-    factor = round(alpha * 255)
+    factor = min(256, round(alpha * 256))
     if factor <= 0:
         return
-    factor = min(factor, 255)
-    py, pu, pv = planes
-    y = sprite.y + dy
-    _blend(py, sprite.y_pre, sprite.alpha, sprite.x, y, factor)
-    _blend(pu, sprite.u_pre, sprite.alpha_half, sprite.x // 2, y // 2, factor)
-    _blend(pv, sprite.v_pre, sprite.alpha_half, sprite.x // 2, y // 2, factor)
+    for band in sprite.bands:
+        x, y = sprite.x + band.x, sprite.y + dy + band.y
+        for i, plane in enumerate(planes):
+            k = 1 if i == 0 else 2
+            _blend(plane, band.inv[i], band.pre[i], x // k, y // k, factor)
 
 
 def planes_of(arr: U8, width: int, height: int) -> tuple[U8, U8, U8]:
@@ -164,6 +182,44 @@ def to_frame(arr: U8, width: int, height: int) -> av.VideoFrame:
         rows, cols = src.shape
         dst = np.frombuffer(memoryview(plane), np.uint8).reshape(rows, plane.line_size)
         np.copyto(dst[:, :cols], src)
+    return frame
+
+
+def frame_planes(frame: av.VideoFrame) -> tuple[U8, U8, U8]:
+    """Writable Y, U and V views of a yuv420p frame's own buffers (rows of ``line_size``
+    bytes, cut to the picture's width): drawing into them draws into the frame."""
+    views = []
+    for i, plane in enumerate(frame.planes):
+        rows = frame.height if i == 0 else (frame.height + 1) // 2
+        cols = frame.width if i == 0 else (frame.width + 1) // 2
+        data = np.frombuffer(memoryview(plane), np.uint8)
+        views.append(data[: rows * plane.line_size].reshape(rows, plane.line_size)[:, :cols])
+    return views[0], views[1], views[2]
+
+
+def new_frame(width: int, height: int) -> tuple[av.VideoFrame, tuple[U8, U8, U8]]:
+    """A yuv420p frame in reference-counted buffers of its own (handed to an encoder
+    without a copy), and writable views of its planes."""
+    frame = av.VideoFrame(width, height, "yuv420p")
+    return frame, frame_planes(frame)
+
+
+def copy_frame(frame: av.VideoFrame) -> av.VideoFrame:
+    """A yuv420p ``frame``'s pixels in a frame of their own."""
+    out, planes = new_frame(frame.width, frame.height)
+    for src, dst in zip(frame_planes(frame), planes, strict=True):
+        np.copyto(dst, src)
+    return out
+
+
+def writable(frame: av.VideoFrame) -> av.VideoFrame:
+    """``frame`` made safe to draw into: as it is when its buffers are its own alone, else
+    (a decoder still holds them as a reference picture, or they are not reference-counted)
+    a copy."""
+    try:
+        frame.make_writable()  # copies only when the buffers are shared
+    except (av.error.FFmpegError, ValueError):  # buffers FFmpeg does not count: copy them
+        return copy_frame(frame)
     return frame
 
 

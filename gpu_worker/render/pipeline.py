@@ -49,11 +49,13 @@ from gpu_worker.render.clips import ClipReader, FrameSource, Prefetcher, clip_le
 from gpu_worker.render.composite import (
     U8,
     YuvSprite,
+    copy_frame,
     darken,
     frame_pixels,
-    planes_of,
+    frame_planes,
     to_frame,
     to_yuv_sprite,
+    writable,
 )
 from gpu_worker.render.encoder import (
     EncoderChoice,
@@ -235,35 +237,55 @@ class Composition:
         n: int,
         fitted: Sequence[tuple[Layer, av.VideoFrame]],
         times: Stopwatch | None = None,
+        owned: bool = False,
     ) -> av.VideoFrame:
         """Output frame ``n`` from its clip layers' fitted frames: the layers mixed (or wiped,
-        or slid), then each visible overlay and text blended."""
+        or slid), then each visible overlay and text blended, only where it covers.
+
+        ``owned``: the fitted frames are shown this once and are the caller's to change (the
+        render's), so a lone clip's frame is drawn into in place (copied only when a decoder
+        still holds its buffers) and one with nothing to draw goes out untouched; otherwise
+        (a preview) they are left as they are."""
         t = self.time_of(n)
-        layers = [layer for layer, _ in fitted]
         watch = times or Stopwatch()
         with watch:
-            arr: U8 | None = None
-            for layer, frame in fitted:
-                pixels = frame_pixels(frame)
-                if arr is None or layer.weight >= 1.0:
-                    arr = pixels
-                elif layer.weight > 0.0:
-                    arr = transitions.apply(
-                        layer.transition, arr, pixels, layer.weight, self.width, self.height
-                    )
-            assert arr is not None
-            brightness = min(layer.brightness for layer in layers)
-            h, w = self.height, self.width
-            if brightness < 1.0:
-                arr[:h] = darken(arr[:h], brightness, 16)
-                arr[h:] = darken(arr[h:], brightness, 128)
-            planes = planes_of(arr, w, h)
-            for drawable in self.drawables:
-                drawable.draw(planes, t)
-            out = to_frame(arr, w, h)
+            (first, frame), *more = fitted
+            if more or first.weight < 1.0 or first.brightness < 1.0:
+                out = self._mixed(fitted)
+            elif owned:
+                out = frame
+            else:
+                out = copy_frame(frame)
+            drawn = [d for d in self.drawables if d.visibility(t) > 0]
+            if drawn:
+                if out is frame:
+                    out = writable(frame)
+                planes = frame_planes(out)
+                for drawable in drawn:
+                    drawable.draw(planes, t)
         out.pts = n
         out.time_base = Fraction(1, self.fps)
+        out.pict_type = av.video.frame.PictureType.NONE  # the encoder chooses frame types
         return out
+
+    def _mixed(self, fitted: Sequence[tuple[Layer, av.VideoFrame]]) -> av.VideoFrame:
+        """The clip layers of a transition (or a fade through black) in a frame of its own."""
+        arr: U8 | None = None
+        for layer, frame in fitted:
+            pixels = frame_pixels(frame)
+            if arr is None or layer.weight >= 1.0:
+                arr = pixels
+            elif layer.weight > 0.0:
+                arr = transitions.apply(
+                    layer.transition, arr, pixels, layer.weight, self.width, self.height
+                )
+        assert arr is not None
+        brightness = min(layer.brightness for layer, _ in fitted)
+        h, w = self.height, self.width
+        if brightness < 1.0:
+            arr[:h] = darken(arr[:h], brightness, 16)
+            arr[h:] = darken(arr[h:], brightness, 128)
+        return to_frame(arr, w, h)
 
     def poster_frame(self) -> int:
         """The earliest frame showing the most text, fully; without texts, a third in."""
@@ -679,7 +701,7 @@ class _Writer:
     def step(self, n: int, fitted: Sequence[tuple[Layer, av.VideoFrame]]) -> None:
         """Frame ``n`` from its layers' fitted frames, then the sound ready up to its end."""
         top = max(layer.index for layer, _ in fitted)
-        frame = self.comp.compose(n, fitted, self.composite[top])
+        frame = self.comp.compose(n, fitted, self.composite[top], owned=True)
         if n == self.poster_n and self.tmp_poster is not None:
             to_rgb_image(frame).save(self.tmp_poster, format="JPEG", quality=90)
         with self.encode[top]:
