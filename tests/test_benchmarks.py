@@ -255,3 +255,24 @@ def test_compare_ours_and_floor(media: Path, tmp_path: Path) -> None:
             assert float(wall) > 0
     assert "| ours/MoviePy wall time | — | ≤ 0.20 | not run |" in report
     assert len(list((tmp_path / "w" / "ten-clips" / "traces").glob("run*.jsonl"))) == 1
+
+
+def test_composite_benchmark_reports_the_three_cases(
+    capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    composite = load_benchmark("composite")
+    monkeypatch.setattr(composite.reference, "MEDIA", tmp_path)
+    assert (
+        composite.main(["--frames", "6", "--repeats", "1", "--divisor", "8", "--seconds", "0.5"])
+        == 0
+    )
+    table = capsys.readouterr().out
+    rows = [line.split("|")[1:-1] for line in table.splitlines() if line.startswith("| ")][1:]
+    assert [r[0].strip() for r in rows] == [
+        "nothing to draw",
+        "one sprite (the title)",
+        "four sprites",
+    ]
+    covered = [int(r[1].replace(",", "")) for r in rows]
+    assert covered[0] == 0 < covered[1] < covered[2]
+    assert all(float(r[2]) > 0 and float(r[3]) > 0 for r in rows)
