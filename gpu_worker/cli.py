@@ -3,9 +3,9 @@ webhooks replay, studio.
 
 Settings are read once, at start (:class:`gpu_worker.settings.Settings`); a bad one exits 1
 with ``error invalid_config: VARIABLE: why``. Logging is configured here and nowhere else:
-JSON lines on stderr (gpu_worker.observability.logs), each with the job_id and trace_id of the
-job under way. Errors print one plain line ``error <code>: <message>`` and exit 2 for job
-errors, 1 for internal ones.
+JSON lines on stderr (gpu_worker.observability.logs), each with the job_id of the job under
+way and, when it is traced, its trace_id. Errors print one plain line
+``error <code>: <message>`` and exit 2 for job errors, 1 for internal ones.
 """
 
 from __future__ import annotations
@@ -121,9 +121,7 @@ class _Progress:
 
 
 def cmd_render(args: argparse.Namespace) -> int:
-    from gpu_worker.observability.jsonlines import JsonLinesSpanExporter
-    from gpu_worker.observability.setup import setup_telemetry
-    from gpu_worker.observability.spans import traced_job
+    from gpu_worker.observability.local import job_telemetry
     from gpu_worker.render.encoder import SOFTWARE, choose_encoder
     from gpu_worker.render.pipeline import render_job
 
@@ -133,13 +131,10 @@ def cmd_render(args: argparse.Namespace) -> int:
     _local_inputs_only(job)
     paths = _outputs_for(job, base_dir, args.output)
     where = {"output": paths[0]} if job.outputs is None else {"outputs": paths}
-    telemetry = setup_telemetry()
-    if args.trace_file:
-        telemetry.add_span_exporter(JsonLinesSpanExporter(args.trace_file))
     progress = _Progress(args.quiet)
     started = time.perf_counter()
     try:
-        with traced_job(telemetry, job.job_id) as jt:
+        with job_telemetry(job.job_id, trace_file=args.trace_file) as jt:
             encoder = choose_encoder(settings.encoder)
             jt.worker_kind = encoder.kind
             common: dict[str, Any] = {
@@ -162,7 +157,6 @@ def cmd_render(args: argparse.Namespace) -> int:
             jt.result(result)
     finally:
         progress.close()
-        telemetry.shutdown()
     seconds = time.perf_counter() - started
     for done in result.all:
         print(f"{done.output}")

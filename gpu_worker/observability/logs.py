@@ -2,8 +2,9 @@
 job being worked on, so a log line leads to its trace and a trace to its logs.
 
 ``job_id`` comes from a context variable that
-:func:`gpu_worker.observability.spans.traced_job` sets;
-``trace_id``/``span_id`` come from the OpenTelemetry span current when the record was made.
+:func:`gpu_worker.observability.spans.traced_job` (or, untraced,
+:func:`gpu_worker.observability.local.job_telemetry`) sets; ``trace_id``/``span_id`` come from
+the OpenTelemetry span current when the record was made, if any.
 """
 
 from __future__ import annotations
@@ -15,12 +16,24 @@ from contextvars import ContextVar
 from datetime import UTC, datetime
 from typing import Any, TextIO
 
-from opentelemetry import trace
-
 job_id_var: ContextVar[str | None] = ContextVar("gpu_worker_job_id", default=None)
 
 # Attributes every LogRecord has; anything else was passed with ``extra=`` and is kept.
 _STANDARD = set(vars(logging.makeLogRecord({}))) | {"message", "asctime", "taskName"}
+
+
+def _current_span_ids() -> tuple[str, str] | None:
+    """The trace and span ids of the span current here, if any."""
+    # A span can be current only once OpenTelemetry's API is loaded: looking for it in
+    # sys.modules, instead of importing it, keeps it out of a process that never traces.
+    trace = sys.modules.get("opentelemetry.trace")
+    get_current_span = getattr(trace, "get_current_span", None)  # None: not (yet) loaded
+    if get_current_span is None:
+        return None
+    ctx = get_current_span().get_span_context()
+    if not ctx.is_valid:
+        return None
+    return format(ctx.trace_id, "032x"), format(ctx.span_id, "016x")
 
 
 def _plain(value: Any) -> Any:
@@ -46,10 +59,9 @@ class JsonFormatter(logging.Formatter):
         job_id = job_id_var.get()
         if job_id is not None:
             entry["job_id"] = job_id
-        ctx = trace.get_current_span().get_span_context()
-        if ctx.is_valid:
-            entry["trace_id"] = format(ctx.trace_id, "032x")
-            entry["span_id"] = format(ctx.span_id, "016x")
+        ids = _current_span_ids()
+        if ids is not None:
+            entry["trace_id"], entry["span_id"] = ids
         for key, value in vars(record).items():
             if key not in _STANDARD and key not in entry:
                 entry[key] = _plain(value)

@@ -23,7 +23,7 @@ import os
 import platform
 from collections.abc import Sequence
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from opentelemetry import trace
 from opentelemetry.metrics import Counter, Histogram, Meter, UpDownCounter
@@ -38,27 +38,12 @@ from opentelemetry.sdk.trace.export import (
 )
 
 from gpu_worker import __version__
+from gpu_worker.observability.environment import metric_exporter_names, span_exporter_names
 from gpu_worker.render.host import usable_cpus
-
-if TYPE_CHECKING:
-    pass
 
 log = logging.getLogger(__name__)
 
 DEFAULT_SERVICE_NAME = "gpu-worker"
-
-_TRACES_ENDPOINTS = ("OTEL_EXPORTER_OTLP_ENDPOINT", "OTEL_EXPORTER_OTLP_TRACES_ENDPOINT")
-_METRICS_ENDPOINTS = ("OTEL_EXPORTER_OTLP_ENDPOINT", "OTEL_EXPORTER_OTLP_METRICS_ENDPOINT")
-
-
-def _exporter_names(variable: str, endpoints: Sequence[str]) -> list[str]:
-    if os.environ.get("OTEL_SDK_DISABLED", "").strip().lower() == "true":
-        return []
-    value = os.environ.get(variable)
-    if value is None:
-        return ["otlp"] if any(os.environ.get(e) for e in endpoints) else []
-    names = [n.strip().lower() for n in value.split(",") if n.strip()]
-    return [n for n in names if n != "none"]
 
 
 def _load_entry_point(group: str, name: str) -> Any:
@@ -80,7 +65,7 @@ def _otlp_protocol_check(signal: str) -> None:
 def span_exporters_from_env() -> list[SpanExporter]:
     """The span exporters ``OTEL_TRACES_EXPORTER`` (or an OTLP endpoint) asks for."""
     exporters: list[SpanExporter] = []
-    for name in _exporter_names("OTEL_TRACES_EXPORTER", _TRACES_ENDPOINTS):
+    for name in span_exporter_names():
         if name in ("otlp", "otlp_proto_http", "otlp_proto_grpc"):
             from opentelemetry.exporter.otlp.proto.http.trace_exporter import OTLPSpanExporter
 
@@ -102,7 +87,7 @@ def span_exporters_from_env() -> list[SpanExporter]:
 def metric_readers_from_env() -> list[MetricReader]:
     """Periodic readers for the exporters ``OTEL_METRICS_EXPORTER`` asks for."""
     readers: list[MetricReader] = []
-    for name in _exporter_names("OTEL_METRICS_EXPORTER", _METRICS_ENDPOINTS):
+    for name in metric_exporter_names():
         exporter: Any
         if name in ("otlp", "otlp_proto_http", "otlp_proto_grpc"):
             from opentelemetry.exporter.otlp.proto.http.metric_exporter import (

@@ -21,15 +21,17 @@ from collections.abc import Iterable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import regex
-from fontTools.ttLib import TTFont
 from PIL import ImageFont
 
 import gpu_worker
 from gpu_worker.errors import FontNotFound, InputNotFound, InputUnreadable
 from gpu_worker.render.files import stat_input
+
+if TYPE_CHECKING:
+    from fontTools.ttLib import TTFont
 
 __all__ = [
     "FontFace",
@@ -273,6 +275,8 @@ def _not_a_font(name: str, why: str) -> InputUnreadable:
 def _open_font(path: Path, name: str | None = None) -> TTFont:
     """Open ``path`` with fontTools, turning every way it can be wrong into our errors (which
     call the font ``name``, by default its file name)."""
+    from fontTools.ttLib import TTFont  # read only for a font file, not the bundled catalog
+
     name = name or path.name
     try:
         with path.open("rb") as handle:
