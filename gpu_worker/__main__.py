@@ -1,5 +1,5 @@
 """``python -m gpu_worker`` runs the command line."""
 
-from gpu_worker.cli import main
+from gpu_worker.cli import run
 
-raise SystemExit(main())
+run()

@@ -14,10 +14,10 @@ from helpers import job_dict, read_output
 from PIL import Image
 
 from examples.samples import make_clip, make_image, make_music
-from gpu_worker.errors import InternalError
+from gpu_worker.errors import GpuWorkerError, InternalError
 from gpu_worker.job import parse_job
 from gpu_worker.render.encoder import add_video_stream
-from gpu_worker.render.pipeline import preview_frame, render_job
+from gpu_worker.render.pipeline import Inputs, prepare, preview_frame, render_job
 
 RED, GREEN, BLUE, BLACK, GREY = (
     (220, 30, 30),
@@ -395,6 +395,24 @@ def test_darken_fades_towards_black_without_wrapping(brightness: float) -> None:
     assert np.abs(got_c - (128 + (chroma - 128.0) * brightness)).max() <= 1.5
 
 
+def test_inputs_probed_together_fail_in_job_order(tmp_path: Path) -> None:
+    """Inputs are probed several at a time; the error is still the first bad one's."""
+    solid(tmp_path / "a.mp4", RED, 1.0)
+    (tmp_path / "junk.mp4").write_bytes(bytes(range(256)) * 40)
+    clips = [{"uri": "a.mp4"}, {"uri": "junk.mp4"}, {"uri": "gone.mp4"}, {"uri": "https://x/y"}]
+    for _ in range(3):
+        with pytest.raises(GpuWorkerError) as failed:
+            prepare(parse_job(job_dict(clips)), Inputs(tmp_path))
+        assert failed.value.code == "input_unreadable"
+        assert failed.value.message.startswith("junk.mp4")
+    with pytest.raises(GpuWorkerError) as failed:
+        prepare(parse_job(job_dict(clips[2:])), Inputs(tmp_path))
+    assert failed.value.code == "input_not_found"
+    with pytest.raises(GpuWorkerError) as failed:
+        prepare(parse_job(job_dict(clips[3:] + clips[:1])), Inputs(tmp_path))
+    assert failed.value.code == "unsupported_input"
+
+
 def test_one_file_used_many_times_is_probed_once(tmp_path: Path) -> None:
     from gpu_worker.render.stages import StageClock
 
@@ -409,6 +427,15 @@ def test_one_file_used_many_times_is_probed_once(tmp_path: Path) -> None:
     )
     (probe,) = [r for r in records if r.name == "probe"]
     assert probe.attributes["inputs"] == 2
+    asked: list[str] = []
+
+    class Counting(Inputs):
+        def probe(self, uri: str, label: str, limits: Any) -> Any:
+            asked.append(uri)
+            return super().probe(uri, label, limits)
+
+    prepare(parse_job(job_dict(clips)), Counting(tmp_path))
+    assert sorted(asked) == ["a.mp4", "b.mp4"]
     assert result.input_bytes == sum((tmp_path / n).stat().st_size for n in ("a.mp4", "b.mp4"))
     out = read_output(tmp_path / "o.mp4")
     assert close(mean_rgb(out.frames[1]), RED) and close(mean_rgb(out.frames[4]), BLUE)

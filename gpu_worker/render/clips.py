@@ -487,7 +487,8 @@ class Prefetcher:
 
     def __init__(self, reader: FrameSource, times: Sequence[float], depth: int = 2) -> None:
         self.reader = reader
-        self._queue: queue.Queue[object] = queue.Queue(maxsize=depth)
+        # One frame waits in ``_run`` (is it shown again?): the queue holds the rest.
+        self._queue: queue.Queue[object] = queue.Queue(maxsize=max(1, depth - 1))
         self._stop = threading.Event()
         self._thread = threading.Thread(
             target=self._run, args=(list(times),), name=f"decode-{reader.label}", daemon=True

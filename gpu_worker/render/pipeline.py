@@ -24,6 +24,7 @@ import resource
 import threading
 import uuid
 from collections.abc import Callable, Mapping, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from fractions import Fraction
 from functools import cache
@@ -328,16 +329,6 @@ def prepare_renditions(
     if job.captions is not None and job.captions.uri is not None:  # a bad file fails first
         path = inputs.path(job.captions.uri, "captions.uri")
         cues = read_captions(path, "captions.uri", limits)
-    infos: list[MediaInfo] = []
-    music: MediaInfo | None = None
-    probed: dict[Path, MediaInfo] = {}  # each distinct file is probed once per job
-
-    def probe_once(uri: str, label: str) -> MediaInfo:
-        path = inputs.path(uri, label)
-        if path not in probed:
-            probed[path] = inputs.probe(uri, label, limits)
-        return probed[path]
-
     font_files: dict[int, Path] = {}
     with clock.stage("probe") as attrs:
         for i, spec in enumerate(job.texts):  # fonts first: a broken one fails before decoding
@@ -348,10 +339,24 @@ def prepare_renditions(
         if job.captions is not None and job.captions.font_uri is not None and cues:
             path = inputs.path(job.captions.font_uri, "captions.font_uri")
             caption_font = load_caption_font(job.captions, cues, path)
-        for i, clip in enumerate(job.clips):
-            infos.append(probe_once(clip.uri, f"clips[{i}]"))
+        wanted = [(clip.uri, f"clips[{i}]") for i, clip in enumerate(job.clips)]
         if job.audio is not None and job.audio.uri is not None:
-            music = probe_once(job.audio.uri, "audio")
+            wanted.append((job.audio.uri, "audio"))
+        paths: list[Path] = []
+        unreachable: GpuWorkerError | None = None  # an input named in a way we cannot read
+        for uri, label in wanted:
+            try:
+                paths.append(inputs.path(uri, label))
+            except GpuWorkerError as exc:
+                unreachable = exc
+                break
+        probed = _probe_each_once(inputs, wanted[: len(paths)], paths, limits)
+        if unreachable is not None:  # after the inputs before it, which may fail first
+            raise unreachable
+        infos = [probed[path] for path in paths[: len(job.clips)]]
+        music: MediaInfo | None = None
+        if job.audio is not None and job.audio.uri is not None:
+            music = probed[paths[-1]]
             if music.audio is None:
                 raise InvalidJob(f"audio: {job.audio.uri} has no audio stream")
         attrs["inputs"] = len(probed)
@@ -395,6 +400,25 @@ def prepare_renditions(
         )
         for view in views
     ]
+
+
+def _probe_each_once(
+    inputs: Inputs, wanted: Sequence[tuple[str, str]], paths: Sequence[Path], limits: Limits
+) -> dict[Path, MediaInfo]:
+    """Each distinct file of ``wanted`` (uri, label; at ``paths``) probed once, several at a
+    time (FFmpeg opens files without Python's lock); a failure is the first in job order."""
+    firsts: dict[Path, tuple[str, str]] = {}
+    for path, (uri, label) in zip(paths, wanted, strict=True):
+        firsts.setdefault(path, (uri, label))
+    if len(firsts) <= 1:
+        return {path: inputs.probe(uri, label, limits) for path, (uri, label) in firsts.items()}
+    workers = min(len(firsts), max(2, usable_cpus()), 8)
+    with ThreadPoolExecutor(workers, thread_name_prefix="probe") as pool:
+        futures = {
+            path: pool.submit(inputs.probe, uri, label, limits)
+            for path, (uri, label) in firsts.items()
+        }
+        return {path: future.result() for path, future in futures.items()}
 
 
 def _drawn(
