@@ -8,8 +8,9 @@ reel (three clips) and the ten-clip job (the same three inputs cycled into ten c
 Contenders, each a subprocess measured with ``os.wait4`` (wall time, user+system CPU, peak
 RSS), run alternately within each scenario (run 1 of each, then run 2 of each…):
 
-- ``ours``: ``gpu-worker render JOB --quiet --trace-file RUN.jsonl`` with
-  ``GPU_WORKER_ENCODER=x264``; its trace gives the time and CPU of each stage.
+- ``ours``: ``gpu-worker render JOB --quiet`` with ``GPU_WORKER_ENCODER=x264``; before the
+  timed runs, ``--traced-runs`` more with ``--trace-file RUN.jsonl`` give the time and CPU of
+  each stage (tracing loads OpenTelemetry, which a plain render does not).
 - ``ffmpeg``: the same composition as one ``ffmpeg`` command (``drawtext`` for the texts), when
   an ``ffmpeg`` binary is on the PATH (or given with ``--ffmpeg``).
 - ``moviepy``: the same in MoviePy 2 (benchmarks/moviepy_reel.py), when it is installed; on
@@ -648,6 +649,13 @@ def build_parser() -> argparse.ArgumentParser:
     )
     parser.add_argument("--runs", type=int, default=3, help="runs of each contender (default 3)")
     parser.add_argument(
+        "--traced-runs",
+        type=int,
+        default=1,
+        help="extra runs of ours with --trace-file, after the timed ones, for the stage table "
+        "(default 1; the timed runs are not traced)",
+    )
+    parser.add_argument(
         "--only", help=f"comma-separated contenders (default all available: {','.join(CONTENDERS)})"
     )
     parser.add_argument(
@@ -819,11 +827,12 @@ def build_scenario(
     return Scenario(name, plan, contenders, left_out, ffmpeg_line)
 
 
-def run_once(c: Contender, run: int, plan: Plan, log: Path) -> Sample:
-    """One run of ``c``, its output checked; ours's trace read into ``c.stages``."""
+def run_once(c: Contender, run: int, plan: Plan, log: Path, traced: bool = False) -> Sample:
+    """One run of ``c``, its output checked; ``traced`` (ours): with a trace file, read
+    into ``c.stages``."""
     c.output.unlink(missing_ok=True)
     argv, trace = c.argv, None
-    if c.trace_dir is not None:
+    if traced and c.trace_dir is not None:
         trace = c.trace_dir / f"run{run}.jsonl"
         trace.unlink(missing_ok=True)
         argv = [*argv, "--trace-file", str(trace)]
@@ -837,8 +846,23 @@ def run_once(c: Contender, run: int, plan: Plan, log: Path) -> Sample:
     return sample
 
 
-def run_scenario(scenario: Scenario, runs: int, work: Path) -> None:
-    """``runs`` rounds of every contender, one after the other in each round."""
+def run_scenario(scenario: Scenario, runs: int, work: Path, traced_runs: int = 1) -> None:
+    """First ``traced_runs`` runs of ours with a trace file, for where its time goes (they
+    also warm the file cache); then ``runs`` rounds of every contender, one after the other
+    in each round. Tracing loads OpenTelemetry, which a plain render does not: the timed
+    runs are untraced."""
+    for c in scenario.contenders:
+        if c.trace_dir is None:
+            continue
+        for run in range(1, traced_runs + 1):
+            log = work / scenario.name / f"{c.name}-traced.log"
+            sample = run_once(c, run, scenario.plan, log, traced=True)
+            print(
+                f"{scenario.name} traced run {run}/{traced_runs} {c.name:8} {sample.wall:7.2f} "
+                f"s wall {sample.cpu:7.2f} s CPU  {'ok' if sample.ok else sample.note}",
+                file=sys.stderr,
+                flush=True,
+            )
     for run in range(1, runs + 1):
         for c in scenario.contenders:
             sample = run_once(c, run, scenario.plan, work / scenario.name / f"{c.name}.log")
@@ -902,7 +926,7 @@ def _run(
     info = machine_info(ffmpeg)
     started = dt.datetime.now(dt.UTC)
     for scenario in scenarios:
-        run_scenario(scenario, args.runs, work)
+        run_scenario(scenario, args.runs, work, args.traced_runs)
     long_rows = run_long(args, media, work, size) if args.long else []
 
     report = render_report(scenarios, skipped, long_rows, info, started, command_line, args)
@@ -1092,7 +1116,8 @@ HOW_MEASURED = [
     "renderer wraps; drawtext cannot centre lines within a block), music looped with "
     "`volume` and `afade`. MoviePy wraps the two-line texts itself (`method='caption'`) "
     "and draws the shadow as a second, offset text clip.",
-    "- Where ours spends its time comes from its trace (`--trace-file`, a fresh file per run): "
+    "- Where ours spends its time comes from separate traced runs before the timed ones "
+    "(`--trace-file`, a fresh file per run; tracing adds OpenTelemetry's start-up): "
     "the children of the `render_job` span are the stages, summed by name. Frame-by-frame "
     "stages are the render loop's time in them, so work in other threads overlaps and the "
     "stages' wall times need not add up to the render's. A stage's CPU is its "
