@@ -189,7 +189,7 @@ def test_a_render_is_one_root_span_with_a_child_per_stage(
     cpu = {s.name: 0.0 for s in children}
     for child in children:
         cpu[child.name] += attrs_of(child)[tm.STAGE_CPU]
-    assert all(value >= 0 for value in cpu.values()) and cpu["decode"] > 0
+    assert all(value >= 0 for value in cpu.values()) and cpu["decode"] > 0 < cpu["probe"]
     assert 0 < sum(cpu.values()) <= attrs[tm.RENDER_CPU]
 
     # Spans are made when each stage ends, in the order the stages happened.

@@ -22,6 +22,7 @@ import os
 import queue
 import resource
 import threading
+import time
 import uuid
 from collections.abc import Callable, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
@@ -350,7 +351,7 @@ def prepare_renditions(
             except GpuWorkerError as exc:
                 unreachable = exc
                 break
-        probed = _probe_each_once(inputs, wanted[: len(paths)], paths, limits)
+        probed, attrs.cpu_elsewhere = _probe_each_once(inputs, wanted[: len(paths)], paths, limits)
         if unreachable is not None:  # after the inputs before it, which may fail first
             raise unreachable
         infos = [probed[path] for path in paths[: len(job.clips)]]
@@ -404,21 +405,31 @@ def prepare_renditions(
 
 def _probe_each_once(
     inputs: Inputs, wanted: Sequence[tuple[str, str]], paths: Sequence[Path], limits: Limits
-) -> dict[Path, MediaInfo]:
+) -> tuple[dict[Path, MediaInfo], float]:
     """Each distinct file of ``wanted`` (uri, label; at ``paths``) probed once, several at a
-    time (FFmpeg opens files without Python's lock); a failure is the first in job order."""
+    time (FFmpeg opens files without Python's lock), and the CPU seconds the probing threads
+    spent; a failure is the first in job order."""
     firsts: dict[Path, tuple[str, str]] = {}
     for path, (uri, label) in zip(paths, wanted, strict=True):
         firsts.setdefault(path, (uri, label))
     if len(firsts) <= 1:
-        return {path: inputs.probe(uri, label, limits) for path, (uri, label) in firsts.items()}
-    workers = min(len(firsts), max(2, usable_cpus()), 8)
+        return {
+            path: inputs.probe(uri, label, limits) for path, (uri, label) in firsts.items()
+        }, 0.0
+    spent: list[float] = []
+
+    def probe(uri: str, label: str) -> MediaInfo:
+        started = time.thread_time()
+        try:
+            return inputs.probe(uri, label, limits)
+        finally:
+            spent.append(time.thread_time() - started)
+
+    workers = max(1, min(len(firsts), max(2, usable_cpus()), 8))
     with ThreadPoolExecutor(workers, thread_name_prefix="probe") as pool:
-        futures = {
-            path: pool.submit(inputs.probe, uri, label, limits)
-            for path, (uri, label) in firsts.items()
-        }
-        return {path: future.result() for path, future in futures.items()}
+        futures = {path: pool.submit(probe, uri, label) for path, (uri, label) in firsts.items()}
+        pool.shutdown(wait=True)  # every thread's CPU counted, even when one fails
+        return {path: future.result() for path, future in futures.items()}, sum(spent)
 
 
 def _drawn(

@@ -32,6 +32,12 @@ class StageRecord:
 Listener = Callable[[StageRecord], None]
 
 
+class StageAttributes(dict[str, Any]):
+    """A running stage's attributes, and the CPU seconds other threads spent on it."""
+
+    cpu_elsewhere: float = 0.0
+
+
 @dataclass
 class StageClock:
     """Accumulates seconds per stage and tells listeners about each finished stage."""
@@ -41,16 +47,18 @@ class StageClock:
     listeners: list[Listener] = field(default_factory=list)
 
     @contextmanager
-    def stage(self, name: str, **attributes: Any) -> Iterator[dict[str, Any]]:
-        """Time a block; the yielded dict may be filled with attributes while it runs."""
+    def stage(self, name: str, **attributes: Any) -> Iterator[StageAttributes]:
+        """Time a block; the yielded dict may be filled with attributes while it runs, and
+        its ``cpu_elsewhere`` with CPU seconds the block had other threads spend for it."""
         start_wall = time.time()
         start = time.perf_counter()
         start_cpu = time.thread_time()
+        attrs = StageAttributes(attributes)
         try:
-            yield attributes
+            yield attrs
         finally:
-            cpu = time.thread_time() - start_cpu
-            self.record(name, time.perf_counter() - start, start_wall, cpu=cpu, **attributes)
+            cpu = time.thread_time() - start_cpu + attrs.cpu_elsewhere
+            self.record(name, time.perf_counter() - start, start_wall, cpu=cpu, **attrs)
 
     def record(
         self,
