@@ -285,3 +285,45 @@ def test_a_long_job_with_outputs_is_rendered_whole_not_split(
     (post,) = receiver.posts()
     event = verify_webhook(post.headers, post.body, SECRET)
     assert [o["duration"] for o in event["outputs"]] == [pytest.approx(8.0, abs=0.05)] * 2
+
+
+def test_renditions_finish_together_when_the_sound_lags_behind(
+    folder: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The sound is encoded for every rendition in one thread, a little ahead of the video at
+    most. When it lags behind (a loaded machine), the renditions wait for its end together:
+    none waits for it while another's queue, full, holds it up."""
+    import threading
+    import time
+
+    from gpu_worker.render import pipeline, sound_encoder
+
+    monkeypatch.setattr(sound_encoder, "AHEAD", 2)
+    mixer_of = pipeline.soundtrack_of
+
+    def slow(comp: Any) -> Any:
+        mixer = mixer_of(comp)
+        frames = mixer.frames
+
+        def lagging() -> Iterator[Any]:
+            for frame in frames():
+                time.sleep(0.01)  # 1024 samples every 10 ms: far behind tiny frames
+                yield frame
+
+        mixer.frames = lagging
+        return mixer
+
+    monkeypatch.setattr(pipeline, "soundtrack_of", slow)
+    job = parse_job(renditions_job(SIZES[:2]))
+    outputs = [folder / o.uri for o in job.renditions]
+    done: list[Any] = []
+    worker = threading.Thread(
+        target=lambda: done.append(render_job(job, base_dir=folder, outputs=outputs)),
+        daemon=True,
+    )
+    worker.start()
+    worker.join(timeout=60)
+    assert done, "the render did not finish"
+    for path in outputs:
+        out = read_output(path)
+        assert out.audio.shape[1] / out.audio_rate == pytest.approx(out.duration, abs=0.05)

@@ -791,8 +791,9 @@ class _ThreadedWriter:
         self._put(("step", args))
 
     def finish(self, *args: object) -> None:
+        """Ask for the finish; :meth:`join` waits for it (every rendition finishes at once:
+        each waits for the rest of the sound, which is encoded for all of them together)."""
         self._put(("finish", args))
-        self.join()
 
     def join(self) -> None:
         """Wait for the thread to end (stopping it if it still runs); raise its failure."""
@@ -869,13 +870,16 @@ def _encode(
             last = max(readers) if readers else comp.placements[-1].index
             for feed in feeds:
                 feed.finish(last)
+            for feed in feeds:
+                if isinstance(feed, _ThreadedWriter):
+                    feed.join()
         finally:
+            if sound is not None:  # first: a writer still waiting for the sound's end is let go
+                sound.close()
             for feed in feeds:
                 if isinstance(feed, _ThreadedWriter):
                     with contextlib.suppress(BaseException):
                         feed.join()
-            if sound is not None:
-                sound.close()
             for index in list(readers):
                 _close(readers.pop(index), index, clock, writers)
         if sound is not None:
