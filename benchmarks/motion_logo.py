@@ -112,6 +112,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--work", type=Path, default=RESULTS / "motion_logo")
     parser.add_argument("--out", type=Path, default=RESULTS / "motion_logo.md")
     args = parser.parse_args(argv)
+    compare.compile_bytecode()  # ours as installed: see compare.py
     args.work.mkdir(parents=True, exist_ok=True)
     media = reference.ensure_media()
     files = jobs(media, args.work)

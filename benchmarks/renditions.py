@@ -75,6 +75,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--work", type=Path, default=RESULTS / "renditions")
     parser.add_argument("--out", type=Path, default=RESULTS / "renditions.md")
     args = parser.parse_args(argv)
+    compare.compile_bytecode()  # ours as installed: see compare.py
     args.work.mkdir(parents=True, exist_ok=True)
     media = reference.ensure_media(args.clip_seconds, divisor=args.divisor)
     files = jobs(media, args.work, args.clip_seconds, args.divisor)
