@@ -138,6 +138,9 @@ def encoder_options(name: str, quality: Quality, fps: int) -> dict[str, str]:
     options = dict(PRESETS[name][quality])
     options["profile"] = "high"
     options["g"] = str(max(1, 2 * fps))
+    # A frame with nothing drawn on it reaches the encoder as decoded, side data and all:
+    # closed captions a source carries (ATSC A53) must not be re-embedded on our timeline.
+    options["a53cc"] = "0"
     if name == X264:
         options["x264-params"] = f"keyint={2 * fps}:min-keyint={fps}"
     return options
