@@ -25,6 +25,7 @@ from gpu_worker.render.colour import ColourPlan, lut_filters, plan_for
 from gpu_worker.render.composite import copy_frame
 from gpu_worker.render.decoder import choose_decoder, cuvid_options
 from gpu_worker.render.geometry import contain_size, cover_crop, rotation_filters
+from gpu_worker.render.handoff import put_unless_stopped
 from gpu_worker.render.host import usable_cpus
 from gpu_worker.render.interlace import Deinterlacer, field_rate_wanted
 from gpu_worker.render.media import MediaInfo, av_error, open_input
@@ -519,13 +520,7 @@ class Prefetcher:
 
     def _put(self, frames: list[av.VideoFrame]) -> bool:
         """Queue ``frames``; False when stopped first."""
-        while not self._stop.is_set():
-            try:
-                self._queue.put(frames, timeout=0.1)
-                return True
-            except queue.Full:
-                continue
-        return False
+        return put_unless_stopped(self._queue, frames, self._stop)
 
     def next(self) -> av.VideoFrame:
         """The fitted frame for the next time in ``times`` (of the first size)."""

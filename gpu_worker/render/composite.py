@@ -164,9 +164,7 @@ def frame_pixels(frame: av.VideoFrame) -> U8:
     ``to_ndarray`` copies padded planes twice)."""
     w, h = frame.width, frame.height
     out = np.empty((h * 3 // 2, w), np.uint8)
-    for plane, dst in zip(frame.planes, planes_of(out, w, h), strict=True):
-        rows, cols = dst.shape
-        src = np.frombuffer(memoryview(plane), np.uint8).reshape(rows, plane.line_size)[:, :cols]
+    for src, dst in zip(frame_planes(frame), planes_of(out, w, h), strict=True):
         np.copyto(dst, src)
     return out
 
@@ -177,11 +175,9 @@ def to_frame(arr: U8, width: int, height: int) -> av.VideoFrame:
     from the number of rows, rounded down to a multiple of 4)."""
     if height % 4 == 0:
         return av.VideoFrame.from_numpy_buffer(arr, format="yuv420p")
-    frame = av.VideoFrame(width, height, "yuv420p")
-    for plane, src in zip(frame.planes, planes_of(arr, width, height), strict=True):
-        rows, cols = src.shape
-        dst = np.frombuffer(memoryview(plane), np.uint8).reshape(rows, plane.line_size)
-        np.copyto(dst[:, :cols], src)
+    frame, planes = new_frame(width, height)
+    for src, dst in zip(planes_of(arr, width, height), planes, strict=True):
+        np.copyto(dst, src)
     return frame
 
 

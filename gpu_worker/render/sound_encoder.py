@@ -19,6 +19,7 @@ from collections.abc import Iterator, Sequence
 
 import av
 
+from gpu_worker.render.handoff import put_unless_stopped
 from gpu_worker.render.stages import Stopwatch
 
 AHEAD = 256  # packets per stream the mix may run ahead (1024 samples each: about 5.5 s)
@@ -64,25 +65,17 @@ class SoundEncoder:
                     ]
                 for q, out in zip(self._queues, packets, strict=True):
                     for packet in out:
-                        self._put(q, packet)
+                        put_unless_stopped(q, packet, self._stop)
                 if frame is None:
                     break
             for q in self._queues:
-                self._put(q, _DONE)
+                put_unless_stopped(q, _DONE, self._stop)
         except BaseException as exc:  # raised in the writers' threads
             self._error = exc
         finally:
             close = getattr(frames, "close", None)
             if close is not None:
                 close()  # the mixer's readers
-
-    def _put(self, q: queue.Queue[object], item: object) -> None:
-        while not self._stop.is_set():
-            try:
-                q.put(item, timeout=0.1)
-                return
-            except queue.Full:
-                continue
 
     def _check(self) -> None:
         if self._error is not None:
