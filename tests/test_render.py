@@ -138,6 +138,10 @@ def test_rotated_phone_clip_is_shown_upright(
     # Then the red quarter is top-left, as it was filmed
     assert close(mean_rgb(frame, (5, 5, 40, 70)), (255, 0, 0), tol=30)
     assert close(mean_rgb(frame, (60, 100, 90, 155)), (0, 0, 255), tol=30)
+    # And nothing tells a player to turn the upright picture again: the fitted frames, which
+    # reach the encoder as they are when nothing is drawn, still carry the source's matrix
+    with av.open(str(tmp_path / "out.mp4")) as container:
+        assert next(container.decode(video=0)).rotation == 0
 
 
 def test_fit_modes(tmp_path: Path, render: Callable[..., Any]) -> None:
